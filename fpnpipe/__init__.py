@@ -1,0 +1,1 @@
+"""fpnpipe: FPN-IAIA-BL pipeline library."""

@@ -1,0 +1,161 @@
+"""Params of the data half of the pipeline: synth, data, crop, split, preprocess, negatives."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fpnpipe.classes import MARGIN_CLASSES, NORMAL_LABEL
+from fpnpipe.config.base import Section
+
+FloatRange = tuple[float, float]
+IntRange = tuple[int, int]
+
+
+def check_range(value: tuple, name: str = "range") -> tuple:
+    """Validate a (low, high) pair: low <= high."""
+    if value[0] > value[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(value)}")
+    return value
+
+
+class SynthClassWeights(Section):
+    """Relative frequency of each kind of synthetic image (normal = no lesion)."""
+
+    circumscribed: float = Field(1.0, ge=0)
+    indistinct: float = Field(1.0, ge=0)
+    spiculated: float = Field(1.0, ge=0)
+    normal: float = Field(0.3, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "SynthClassWeights":
+        if self.circumscribed + self.indistinct + self.spiculated + self.normal <= 0:
+            raise ValueError("at least one class weight must be positive")
+        return self
+
+
+class SynthParams(Section):
+    """The built-in synthetic mammography phantom dataset (real DICOM files + generic manifest)."""
+
+    out_dir: str = "data/raw/synthetic"
+    n_patients: int = Field(160, ge=1, le=1_000_000)
+    views_per_patient: IntRange = (1, 2)
+    image_shape: IntRange = (640, 512)
+    pixel_spacing_mm: float = Field(0.2, gt=0, le=10)
+    class_weights: SynthClassWeights = SynthClassWeights()
+    monochrome1_fraction: float = Field(0.2, ge=0, le=1)
+    lesion_radius_px: FloatRange = (14.0, 34.0)
+    lesion_contrast: FloatRange = (0.04, 0.10)
+    background_beta: FloatRange = (2.7, 3.4)
+    blur_sigma_px: FloatRange = (0.5, 1.0)
+    noise: float = Field(0.01, ge=0, le=1)
+    difficulty: float = Field(0.5, ge=0, le=1)
+
+    @field_validator("views_per_patient", "lesion_radius_px", "lesion_contrast", "background_beta", "blur_sigma_px")
+    @classmethod
+    def _ordered(cls, v: tuple) -> tuple:
+        return check_range(v)
+
+    @field_validator("views_per_patient")
+    @classmethod
+    def _views(cls, v: IntRange) -> IntRange:
+        if v[0] < 1:
+            raise ValueError("views_per_patient must be at least 1")
+        return v
+
+    @field_validator("image_shape")
+    @classmethod
+    def _shape(cls, v: IntRange) -> IntRange:
+        if min(v) < 128:
+            raise ValueError(f"image_shape must be at least 128 x 128 pixels, got {list(v)}")
+        return v
+
+
+class CbisParams(Section):
+    """CBIS-DDSM: the official mass CSVs and the TCIA download folder."""
+
+    csv: tuple[str, ...] = (
+        "data/raw/cbis-ddsm/mass_case_description_train_set.csv",
+        "data/raw/cbis-ddsm/mass_case_description_test_set.csv",
+    )
+    image_root: str = "data/raw/cbis-ddsm/CBIS-DDSM"
+
+
+DEFAULT_LABEL_MAP: dict[str, str] = {
+    "circumscribed": "circumscribed",
+    "indistinct": "indistinct",
+    "ill_defined": "indistinct",
+    "spiculated": "spiculated",
+    "normal": NORMAL_LABEL,
+}
+
+
+class DataParams(Section):
+    """Where the raw data are and how their labels map to the classes."""
+
+    source: Literal["synthetic", "cbis", "manifest"] = "synthetic"
+    raw_dir: str = "data/raw/synthetic"
+    manifest: str = "data/raw/synthetic/manifest.csv"
+    cbis: CbisParams = CbisParams()
+    label_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LABEL_MAP))
+    voi_window: bool = False
+    intensity_percentiles: FloatRange = (0.5, 99.5)
+
+    @field_validator("label_map")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        allowed = (*MARGIN_CLASSES, NORMAL_LABEL)
+        for raw, target in v.items():
+            if target not in allowed:
+                raise ValueError(f"label_map[{raw!r}] = {target!r}; targets must be one of {', '.join(allowed)}")
+        lowered = [k.strip().lower() for k in v]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("label_map keys must be unique ignoring case and surrounding spaces")
+        return v
+
+    @field_validator("intensity_percentiles")
+    @classmethod
+    def _pct(cls, v: FloatRange) -> FloatRange:
+        if not 0 <= v[0] < v[1] <= 100:
+            raise ValueError(f"intensity_percentiles must satisfy 0 <= low < high <= 100, got {list(v)}")
+        return v
+
+
+class CropParams(Section):
+    """Lesion crops: square box around the ROI, expanded by `context`, resized to `size`."""
+
+    size: int = Field(96, ge=32, le=1024, multiple_of=16)
+    context: float = Field(1.6, ge=1.0, le=10.0)
+    margin_band_px: int = Field(4, ge=1, le=64)
+
+
+class SplitParams(Section):
+    """Patient-level train / val / test split; an explicit split column in the manifest wins."""
+
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    test_fraction: float = Field(0.25, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> "SplitParams":
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be below 1 (something must remain to train on)")
+        return self
+
+
+class PreprocessParams(Section):
+    """How preprocessing runs (not what it computes)."""
+
+    jobs: int = Field(2, ge=1, le=256)
+    strict: bool = False
+
+
+class NegativesParams(Section):
+    """Lesion-free tissue patches for the negative class."""
+
+    per_normal_image: int = Field(4, ge=0, le=1000)
+    per_lesion_image: int = Field(1, ge=0, le=1000)
+    min_distance_px: float = Field(32.0, ge=0)
+    min_breast_fraction: float = Field(0.95, gt=0, le=1)
+    skin_margin_px: int = Field(8, ge=0)
+    max_attempts: int = Field(200, ge=1)

@@ -1,0 +1,94 @@
+"""Params of the training stages: train (device), augment, warmup, project, finetune."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from fpnpipe.config.base import Section
+from fpnpipe.config.data import FloatRange, check_range
+
+
+class TrainParams(Section):
+    """Where and how training runs; shared by every training stage."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    num_workers: int = Field(0, ge=0, le=64)
+    bf16: bool = True
+    channels_last: bool = True
+
+
+class AugmentParams(Section):
+    """Training augmentation, applied to the image and its masks together."""
+
+    hflip: bool = True
+    vflip: bool = True
+    rot90: bool = True
+    affine_degrees: float = Field(10.0, ge=0, le=180)
+    affine_translate: float = Field(0.05, ge=0, le=0.5)
+    affine_scale: FloatRange = (0.9, 1.1)
+    gamma: FloatRange = (0.8, 1.25)
+    window_jitter: float = Field(0.05, ge=0, le=0.5)
+
+    @field_validator("affine_scale", "gamma")
+    @classmethod
+    def _ordered(cls, v: FloatRange) -> FloatRange:
+        if v[0] <= 0:
+            raise ValueError(f"must be positive, got {list(v)}")
+        return check_range(v)
+
+
+class SchedulerParams(Section):
+    name: Literal["none", "step", "cosine"] = "none"
+    step_size: int = Field(5, ge=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+
+
+class OptimizerParams(Section):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class WarmupLr(Section):
+    fpn: float = Field(3e-3, ge=0)
+    prototypes: float = Field(3e-3, ge=0)
+    last_layer: float = Field(1e-3, ge=0)
+
+
+class WarmupParams(Section):
+    """Stage A: backbone frozen."""
+
+    epochs: int = Field(10, ge=0, le=10_000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: WarmupLr = WarmupLr()
+    optimizer: OptimizerParams = OptimizerParams()
+    scheduler: SchedulerParams = SchedulerParams()
+    train_last_layer: bool = False
+
+
+class ProjectParams(Section):
+    """Stage B: prototype projection."""
+
+    batch_size: int = Field(64, ge=1, le=4096)
+
+
+class FinetuneLr(Section):
+    backbone: float = Field(1e-4, ge=0)
+    fpn: float = Field(1e-3, ge=0)
+    prototypes: float = Field(1e-3, ge=0)
+    last_layer: float = Field(1e-3, ge=0)
+
+
+class FinetuneParams(Section):
+    """Stage C: all layers trainable, alternating with projection and last-layer phases."""
+
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: FinetuneLr = FinetuneLr()
+    optimizer: OptimizerParams = OptimizerParams()
+    scheduler: SchedulerParams = SchedulerParams()
+    project_every: int = Field(5, ge=1)
+    last_layer_epochs: int = Field(3, ge=0)
+    last_layer_lr: float = Field(1e-3, ge=0)

@@ -1,0 +1,43 @@
+"""Logging and progress bars on the terminal (rich), one set-up for every stage."""
+
+from __future__ import annotations
+
+import logging
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=True)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Route `logging` through rich to stderr; idempotent."""
+    root = logging.getLogger()
+    if not any(isinstance(h, RichHandler) for h in root.handlers):
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def progress(extra: str = "") -> Progress:
+    """A progress bar with count, elapsed and remaining time, plus an optional extra text column
+    (use `{task.fields[...]}` in `extra` to show e.g. loss and images/s)."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    if extra:
+        columns.append(TextColumn(extra))
+    return Progress(*columns, console=console, transient=False)

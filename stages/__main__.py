@@ -1,0 +1,5 @@
+"""`python -m stages NAME`: the form dvc.yaml uses, so experiments run their own copy of the code."""
+
+from stages.cli import app
+
+app(prog_name="python -m stages")
