@@ -1,0 +1,66 @@
+"""Lesion-free tissue patches for the negative class, from normal images and from lesion images away from
+every lesion, inside the breast, at the scale of the lesion crops; split inherited from the patient:
+data/processed/negatives.h5, reports/negatives.json."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+from stages.common import PARAMS_OPTION, fail, log, start
+
+CROPS = Path("data/processed/crops.h5")
+IMAGES = Path("data/processed/images.json")
+NEGATIVES = Path("data/processed/negatives.h5")
+REPORT = Path("reports/negatives.json")
+
+
+def main(params: Path = PARAMS_OPTION) -> None:
+    p = start("negatives", params)
+
+    import numpy as np
+
+    from fpnpipe.atomic import write_json
+    from fpnpipe.data.image_table import read_image_table
+    from fpnpipe.data.negatives import negatives_for_image
+    from fpnpipe.data.schema import CropSet, SchemaError, read_crops, write_crops
+    from fpnpipe.parallel import map_progress
+
+    try:
+        crops = read_crops(CROPS)
+        entries = read_image_table(IMAGES)
+    except (SchemaError, ValueError) as exc:
+        fail(f"negatives: {exc}")
+    if crops.crop_size != p.crop.size:
+        fail(f"negatives: {CROPS} has {crops.crop_size} px crops but crop.size is {p.crop.size}; rerun preprocess")
+    # Patch sides follow the lesion crops' sides in source pixels (training split), so scale is no cue.
+    train = crops.split == "train"
+    boxes = crops.source_box[train] if train.any() else crops.source_box
+    sides = np.sort(np.round(boxes[:, 2] - boxes[:, 0]).astype(np.int64))
+
+    work = partial(
+        negatives_for_image,
+        sides=sides,
+        params=p.negatives,
+        crop_size=p.crop.size,
+        seed=p.seed,
+        voi_window=p.data.voi_window,
+        percentiles=p.data.intensity_percentiles,
+    )
+    results = map_progress(work, entries, p.preprocess.jobs, "negatives")
+    negatives = CropSet.concat([r.crops for r in results], p.crop.size)
+    if len(negatives) == 0:
+        fail("negatives: no tissue patch could be taken from any image; see the notes in the log")
+    notes = [{"image": e.image_id, "note": r.note} for e, r in zip(entries, results) if r.note]
+    for n in notes[:10]:
+        log.warning("negatives: %s: %s", n["image"], n["note"])
+    report = {
+        "patches": {"total": len(negatives), "wanted": sum(r.wanted for r in results),
+                    "by_split": dict(sorted(Counter(negatives.split.tolist()).items()))},
+        "images_used": sum(1 for r in results if len(r.crops)),
+        "notes": notes,
+    }
+    write_crops(NEGATIVES, negatives)
+    write_json(REPORT, report)
+    log.info("negatives: %d patches -> %s %s", len(negatives), NEGATIVES, report["patches"]["by_split"])
