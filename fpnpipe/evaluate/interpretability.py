@@ -1,0 +1,148 @@
+"""Interpretability metrics on prototype activation maps (IAIA-BL's activation precision, its 95th-percentile
+high-activation box, and the area that box's pixels cover).
+
+Conventions. An activation map is upsampled to the crop size S x S before any of these metrics. The "kept"
+pixels of a map are those at or above the map's own `percentile`-th percentile, computed by numpy's default
+(linear interpolation) percentile, as IAIA-BL does. Because of "at or above", a constant map keeps every
+pixel, and a map whose values above the threshold are few keeps every pixel tied with the threshold too.
+Boxes are (x0, y0, x1, y1) in crop pixels with x = column, y = row, x1 and y1 exclusive: the box's pixels
+are mask[y0:y1, x0:x1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fpnpipe.classes import CLASSES, FPN_LEVELS
+
+DEFAULT_PERCENTILE: float = 95.0
+
+
+def upsample_activation_batch(acts: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of maps (N, h, w) to (N, H, W) (size = S gives S x S); float64.
+
+    align_corners=False, the mode the model's own upsampling uses
+    (torch.nn.functional.interpolate(mode="bilinear", align_corners=False)), so a map measured here is the
+    map the network's fine-annotation loss and explanations see: pixel centres are aligned, not the corners.
+    """
+    acts = np.asarray(acts, dtype=np.float64)
+    if acts.ndim != 3:
+        raise ValueError(f"activation maps must have shape (N, h, w), got {acts.shape}")
+    out_size = (size, size) if isinstance(size, int) else tuple(size)
+    tensor = torch.from_numpy(np.ascontiguousarray(acts))[:, None]
+    return F.interpolate(tensor, size=out_size, mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+def upsample_activation(act: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """One map (h, w) -> (H, W); see upsample_activation_batch."""
+    return upsample_activation_batch(np.asarray(act)[None], size)[0]
+
+
+def _check_maps(acts: np.ndarray, percentile: float) -> np.ndarray:
+    """Validate maps (N, S, S) and the percentile; return the maps as float64."""
+    acts = np.asarray(acts, dtype=np.float64)
+    if acts.ndim != 3 or acts.shape[1] == 0 or acts.shape[2] == 0:
+        raise ValueError(f"activation maps must have shape (N, H, W) with H, W > 0, got {acts.shape}")
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must lie in [0, 100], got {percentile}")
+    if not np.all(np.isfinite(acts)):
+        raise ValueError("activation maps contain NaN or infinite values")
+    return acts
+
+
+def high_activation_mask_batch(acts: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
+    """(N, H, W) maps -> (N, H, W) bool: pixels at or above each map's own percentile (never empty)."""
+    acts = _check_maps(acts, percentile)
+    thresholds = np.percentile(acts.reshape(acts.shape[0], -1), percentile, axis=1)
+    return acts >= thresholds[:, None, None]
+
+
+def high_activation_mask(act: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
+    """One map (H, W) -> (H, W) bool; see high_activation_mask_batch."""
+    return high_activation_mask_batch(np.asarray(act)[None], percentile)[0]
+
+
+def high_activation_box_batch(acts: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
+    """(N, H, W) maps -> (N, 4) int64 boxes (x0, y0, x1, y1), x = column, y = row, x1 / y1 exclusive.
+
+    The smallest box holding every kept pixel; separate hot spots give one box around all of them.
+    """
+    mask = high_activation_mask_batch(acts, percentile)
+    rows = mask.any(axis=2)  # (N, H): rows holding a kept pixel
+    cols = mask.any(axis=1)  # (N, W)
+    y0 = rows.argmax(axis=1)
+    y1 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
+    x0 = cols.argmax(axis=1)
+    x1 = cols.shape[1] - cols[:, ::-1].argmax(axis=1)
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+
+
+def high_activation_box(act: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> tuple[int, int, int, int]:
+    """One map (H, W) -> (x0, y0, x1, y1); see high_activation_box_batch."""
+    x0, y0, x1, y1 = high_activation_box_batch(np.asarray(act)[None], percentile)[0].tolist()
+    return (x0, y0, x1, y1)
+
+
+def activation_precision_batch(
+    acts: np.ndarray, relevant: np.ndarray, percentile: float = DEFAULT_PERCENTILE
+) -> np.ndarray:
+    """(N,) activation precision: kept pixels inside the relevant region / kept pixels (IAIA-BL).
+
+    acts (N, H, W) maps already at crop size; relevant (N, H, W) bool (or 0/1), True = relevant region.
+    An empty relevant region gives 0.
+    """
+    mask = high_activation_mask_batch(acts, percentile)
+    relevant = np.asarray(relevant).astype(bool)
+    if relevant.shape != mask.shape:
+        raise ValueError(f"relevant must have the maps' shape {mask.shape}, got {relevant.shape}")
+    inside = np.sum(mask & relevant, axis=(1, 2))
+    return inside / np.sum(mask, axis=(1, 2))
+
+
+def activation_precision(act: np.ndarray, relevant: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> float:
+    """One map (H, W) and region (H, W) -> precision; see activation_precision_batch."""
+    return float(activation_precision_batch(np.asarray(act)[None], np.asarray(relevant)[None], percentile)[0])
+
+
+def activation_area_batch(acts: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
+    """(N,) fraction of the crop covered by the kept pixels of each map (N, H, W); at least 1 - percentile/100
+    up to ties, 1 for a constant map."""
+    return high_activation_mask_batch(acts, percentile).mean(axis=(1, 2))
+
+
+def activation_area(act: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> float:
+    """One map (H, W) -> area fraction; see activation_area_batch."""
+    return float(activation_area_batch(np.asarray(act)[None], percentile)[0])
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
+
+def summarise_by_level_and_class(
+    values: np.ndarray, levels: np.ndarray, classes: np.ndarray
+) -> dict[str, float | None | dict[str, float | None]]:
+    """Means of per-(image, prototype) values, overall, per FPN level and per image class.
+
+    values (M,) float (e.g. activation precision or area per pair), levels (M,) int FPN level of the pair's
+    prototype (in FPN_LEVELS), classes (M,) int image class index. Returns
+    {"average", "level_2", ..., "level_5", "by_class": {class name: mean}}, None where no pair falls in a group.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    levels = np.asarray(levels)
+    classes = np.asarray(classes)
+    if not values.shape == levels.shape == classes.shape or values.ndim != 1:
+        raise ValueError(
+            f"values, levels and classes must be 1-D of one length, got {values.shape}, {levels.shape}, "
+            f"{classes.shape}"
+        )
+    unknown = set(levels.tolist()) - set(FPN_LEVELS)
+    if unknown:
+        raise ValueError(f"unknown FPN levels {sorted(unknown)}; expected some of {FPN_LEVELS}")
+    out: dict[str, float | None | dict[str, float | None]] = {"average": _mean_or_none(values)}
+    for level in FPN_LEVELS:
+        out[f"level_{level}"] = _mean_or_none(values[levels == level])
+    out["by_class"] = {name: _mean_or_none(values[classes == c]) for c, name in enumerate(CLASSES)}
+    return out
