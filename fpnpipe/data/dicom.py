@@ -1,0 +1,243 @@
+"""Read single-frame grey-scale DICOM images into presentation space, where higher = denser / brighter.
+
+The value chain follows DICOM PS3.4 Annex N.2 (grey-scale pipeline): stored values (BitsStored,
+PixelRepresentation; pydicom masks the unused high bits and sign-extends) -> Modality LUT (rescale
+slope / intercept or a Modality LUT Sequence) -> optional VOI LUT (window centre / width or a VOI LUT
+Sequence) -> MONOCHROME1 inversion. Only pixels and a few harmless header facts (shape, photometric
+interpretation, pixel spacing, laterality) ever leave this module: never a name, date, accession or
+institution.
+
+Use `fpnpipe.data.images` (read_image, read_mask, read_header), which also reads PNG / TIFF / PGM; this
+module is its DICOM half.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+GREY_PHOTOMETRIC: tuple[str, ...] = ("MONOCHROME1", "MONOCHROME2")
+_LUT_MAX_ENTRIES = 1 << 16
+"""Stored ranges up to this many values are mapped through a precomputed float32 table (no float64 image)."""
+
+
+class ImageReadError(Exception):
+    """An image or mask file that cannot be used; `reason` is a short human sentence for reports."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """The header facts fpnpipe may use: (rows, cols), photometric interpretation, pixel spacing in mm
+    (row, col) if the file states one, and image laterality (L / R) if stated. Nothing identifying."""
+
+    shape: tuple[int, int]
+    photometric: str
+    pixel_spacing_mm: tuple[float, float] | None = None
+    laterality: str | None = None
+
+
+def has_dicom_preamble(path: Path) -> bool:
+    """True if the file carries the 128-byte preamble followed by b'DICM' (DICOM PS3.10 file format)."""
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def _describe(ds: Dataset) -> str:
+    """What a non-image object is, for messages: SOP class name and modality (both non-identifying)."""
+    parts = []
+    if "SOPClassUID" in ds:
+        parts.append(str(getattr(ds.SOPClassUID, "name", ds.SOPClassUID)))
+    if ds.get("Modality"):
+        parts.append(f"modality {ds.Modality}")
+    return ", ".join(parts) or "unknown object"
+
+
+def _frames(ds: Dataset) -> int:
+    return int(ds.get("NumberOfFrames") or 1)
+
+
+# Header checks in order: (is this a problem?, reason). Each predicate sees only header elements.
+_HEADER_CHECKS: tuple[tuple[Callable[[Dataset], bool], Callable[[Dataset], str]], ...] = (
+    (
+        lambda ds: "Rows" not in ds or "Columns" not in ds,
+        lambda ds: f"not an image: no Rows / Columns ({_describe(ds)})",
+    ),
+    (
+        lambda ds: _frames(ds) > 1,
+        lambda ds: f"multi-frame image ({_frames(ds)} frames); only single-frame images are read",
+    ),
+    (
+        lambda ds: int(ds.get("SamplesPerPixel") or 1) != 1,
+        lambda ds: f"colour image (SamplesPerPixel {ds.SamplesPerPixel}, {ds.get('PhotometricInterpretation')}); "
+        "only grey-scale images are read",
+    ),
+    (
+        lambda ds: str(ds.get("PhotometricInterpretation", "")).strip() not in GREY_PHOTOMETRIC,
+        lambda ds: f"photometric interpretation {ds.get('PhotometricInterpretation')!r} is not grey-scale "
+        "(MONOCHROME1 / MONOCHROME2)",
+    ),
+    (
+        lambda ds: int(ds.Rows or 0) == 0 or int(ds.Columns or 0) == 0,
+        lambda ds: f"zero-size image ({ds.Rows} x {ds.Columns})",
+    ),
+)
+
+
+def _check_header(path: Path, ds: Dataset) -> None:
+    """Raise ImageReadError with the first header problem: not an image, multi-frame, colour, zero size."""
+    try:
+        for is_problem, reason in _HEADER_CHECKS:
+            if is_problem(ds):
+                raise ImageReadError(path, reason(ds))
+    except (ValueError, TypeError) as exc:
+        raise ImageReadError(path, f"malformed image header ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException, limit: int = 240) -> str:
+    """The exception's message on one line, shortened for a report cell."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_dicom(path: Path, *, pixels: bool) -> Dataset:
+    """Parse a DICOM file (with or without the PS3.10 meta header) and check it is a single grey frame.
+
+    pixels=False stops before the pixel data (header only). Raises ImageReadError.
+    """
+    preamble = has_dicom_preamble(path)
+    try:
+        with warnings.catch_warnings():
+            # Forced reads of damaged files warn per element; the refusal below says what matters.
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=not pixels)
+    except Exception as exc:  # pydicom raises many types on corrupt input; each becomes a reason
+        kind = "unreadable DICOM file" if preamble else "neither DICOM nor an image Pillow can read"
+        raise ImageReadError(path, f"{kind} ({_first_line(exc)})") from None
+    if not preamble and not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "PixelData")):
+        # A forced read of a file that is not DICOM yields junk elements, never these.
+        raise ImageReadError(path, "neither DICOM nor an image Pillow can read (PNG / TIFF / PGM)")
+    if pixels and "PixelData" not in ds:
+        raise ImageReadError(path, f"no pixel data: not an image ({_describe(ds)})")
+    _check_header(path, ds)
+    _set_missing_transfer_syntax(ds)
+    return ds
+
+
+_NATIVE_SYNTAX = {
+    (True, True): ImplicitVRLittleEndian,
+    (False, True): ExplicitVRLittleEndian,
+    (False, False): ExplicitVRBigEndian,
+}
+"""(implicit VR, little endian) as parsed -> the uncompressed transfer syntax it means."""
+
+
+def _set_missing_transfer_syntax(ds: Dataset) -> None:
+    """A file without a meta header (or without a Transfer Syntax UID in it) is uncompressed in the encoding
+    pydicom detected while parsing; record it so that pydicom can decode the pixels."""
+    if "TransferSyntaxUID" in ds.file_meta:
+        return
+    syntax = _NATIVE_SYNTAX.get(tuple(ds.original_encoding))
+    if syntax is not None:
+        ds.file_meta.TransferSyntaxUID = syntax
+
+
+def dicom_header(path: Path) -> ImageHeader:
+    """Header-only facts of a DICOM image (pixel data is not read). Raises ImageReadError."""
+    ds = load_dicom(path, pixels=False)
+    spacing = None
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        try:
+            if value is not None and len(value) == 2 and float(value[0]) > 0 and float(value[1]) > 0:
+                spacing = (float(value[0]), float(value[1]))
+                break
+        except (TypeError, ValueError):
+            continue
+    laterality = str(ds.get("ImageLaterality") or ds.get("Laterality") or "").strip() or None
+    return ImageHeader(
+        shape=(int(ds.Rows), int(ds.Columns)),
+        photometric=str(ds.PhotometricInterpretation).strip(),
+        pixel_spacing_mm=spacing,
+        laterality=laterality,
+    )
+
+
+def _decode(path: Path, ds: Dataset) -> np.ndarray:
+    """(H, W) integer stored values; unused high bits are already removed by pydicom."""
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # decoder plugins raise anything from ValueError to RuntimeError
+        name = getattr(ds.file_meta.get("TransferSyntaxUID"), "name", "unknown transfer syntax")
+        raise ImageReadError(path, f"cannot decode pixel data ({name}): {_first_line(exc)}") from None
+    if arr.shape != (int(ds.Rows), int(ds.Columns)):
+        raise ImageReadError(path, f"decoded pixels have shape {arr.shape}, header says {ds.Rows} x {ds.Columns}")
+    return arr
+
+
+def dicom_stored(path: Path) -> np.ndarray:
+    """(H, W) raw stored values of a single grey frame (no LUTs, no inversion): what masks are read as."""
+    return _decode(path, load_dicom(path, pixels=True))
+
+
+def _stored_range(ds: Dataset, stored: np.ndarray) -> tuple[int, int]:
+    """[lo, hi] that the stored values can take (PixelRepresentation, BitsStored), widened to the data."""
+    bits = int(ds.get("BitsStored") or stored.dtype.itemsize * 8)
+    if int(ds.get("PixelRepresentation") or 0) == 1:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - 1
+    # Decoders occasionally disagree with the header (e.g. JPEG 2000 precision); keep every value mappable.
+    return min(lo, int(stored.min())), max(hi, int(stored.max()))
+
+
+def _luts(values: np.ndarray, ds: Dataset, voi_window: bool) -> np.ndarray:
+    """Modality LUT, then the VOI LUT if asked (PS3.4 N.2.1.1): pydicom's implementations."""
+    out = apply_modality_lut(values, ds)
+    return apply_voi_lut(out, ds) if voi_window else out
+
+
+def _presentation(path: Path, ds: Dataset, stored: np.ndarray, voi_window: bool) -> np.ndarray:
+    """(H, W) float32 presentation values from (H, W) stored values; MONOCHROME1 inverted within the
+    range the values can take, so bright = dense for both photometric interpretations."""
+    lo, hi = _stored_range(ds, stored)
+    invert = str(ds.PhotometricInterpretation).strip() == "MONOCHROME1"
+    try:
+        if hi - lo < _LUT_MAX_ENTRIES:
+            table = _luts(np.arange(lo, hi + 1, dtype=np.int64), ds, voi_window).astype(np.float32)
+            if invert:
+                table = (table.min() + table.max()) - table
+            if lo == 0:
+                return table[stored]
+            index = stored.astype(np.int32)
+            index -= lo
+            return table[index]
+        # Wider than 16 bits (not mammography): map directly; the range comes from the end points.
+        ends = _luts(np.array([lo, hi], dtype=np.int64), ds, voi_window)
+        image = _luts(stored, ds, voi_window).astype(np.float32)
+        if invert:
+            image = np.float32(ends.min() + ends.max()) - image
+        return image
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise ImageReadError(path, f"invalid Modality / VOI LUT in the header ({_first_line(exc)})") from None
+
+
+def read_dicom_image(path: Path, *, voi_window: bool = False) -> np.ndarray:
+    """(H, W) float32 presentation-space pixels of a single-frame grey DICOM. Raises ImageReadError."""
+    ds = load_dicom(path, pixels=True)
+    stored = _decode(path, ds)
+    return _presentation(path, ds, stored, voi_window)
