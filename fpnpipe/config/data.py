@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fpnpipe.classes import MARGIN_CLASSES, NORMAL_LABEL
 from fpnpipe.config.base import Section
@@ -36,17 +36,21 @@ class SynthClassWeights(Section):
 
 
 class SynthParams(Section):
-    """The built-in synthetic mammography phantom dataset (real DICOM files + generic manifest)."""
+    """The built-in synthetic mammography phantom dataset (real DICOM files + generic manifest).
 
-    out_dir: str = "data/raw/synthetic"
-    n_patients: int = Field(160, ge=1, le=1_000_000)
+    Ranges are [low, high] pairs from which each image or lesion draws its value; `difficulty` in [0, 1]
+    skews the lesion and density draws from the easy end (0) to the hard end (1); 0.5 draws uniformly.
+    """
+
+    out_dir: str = Field("data/raw/synthetic", min_length=1)
+    n_patients: int = Field(240, ge=1, le=1_000_000)
     views_per_patient: IntRange = (1, 2)
     image_shape: IntRange = (640, 512)
     pixel_spacing_mm: float = Field(0.2, gt=0, le=10)
     class_weights: SynthClassWeights = SynthClassWeights()
     monochrome1_fraction: float = Field(0.2, ge=0, le=1)
     lesion_radius_px: FloatRange = (14.0, 34.0)
-    lesion_contrast: FloatRange = (0.04, 0.10)
+    lesion_contrast: FloatRange = (0.05, 0.12)
     background_beta: FloatRange = (2.7, 3.4)
     blur_sigma_px: FloatRange = (0.5, 1.0)
     noise: float = Field(0.01, ge=0, le=1)
@@ -60,15 +64,48 @@ class SynthParams(Section):
     @field_validator("views_per_patient")
     @classmethod
     def _views(cls, v: IntRange) -> IntRange:
-        if v[0] < 1:
-            raise ValueError("views_per_patient must be at least 1")
-        return v
+        return cls._within(v, 1, 16, "views per patient")
 
     @field_validator("image_shape")
     @classmethod
     def _shape(cls, v: IntRange) -> IntRange:
-        if min(v) < 128:
-            raise ValueError(f"image_shape must be at least 128 x 128 pixels, got {list(v)}")
+        return cls._within(v, 128, 8192, "image side (pixels)")
+
+    @field_validator("lesion_radius_px")
+    @classmethod
+    def _radius(cls, v: FloatRange, info: ValidationInfo) -> FloatRange:
+        cls._within(v, 2.0, 1000.0, "lesion radius (pixels)")
+        shape = info.data.get("image_shape")
+        # A spiculated lesion reaches about 4 radii from its centre and must fit inside the breast.
+        if shape is not None and v[1] * 10 > min(shape):
+            raise ValueError(
+                f"the high end {v[1]:g} is too large for image_shape {list(shape)}: "
+                "it must be at most a tenth of the shorter image side"
+            )
+        return v
+
+    @field_validator("lesion_contrast")
+    @classmethod
+    def _contrast(cls, v: FloatRange) -> FloatRange:
+        if v[0] <= 0:
+            raise ValueError(f"lesion contrast must be positive, got {list(v)}")
+        return cls._within(v, 0.0, 0.5, "lesion contrast")
+
+    @field_validator("background_beta")
+    @classmethod
+    def _beta(cls, v: FloatRange) -> FloatRange:
+        return cls._within(v, 1.0, 5.0, "power-law exponent beta")
+
+    @field_validator("blur_sigma_px")
+    @classmethod
+    def _blur(cls, v: FloatRange) -> FloatRange:
+        return cls._within(v, 0.0, 10.0, "blur sigma (pixels)")
+
+    @staticmethod
+    def _within(v: tuple, low: float, high: float, what: str) -> tuple:
+        """Validate that both ends of a range lie in [low, high]."""
+        if v[0] < low or v[1] > high:
+            raise ValueError(f"{what} must lie in [{low:g}, {high:g}], got {list(v)}")
         return v
 
 

@@ -96,11 +96,19 @@ def plan_jobs(rows: list[LesionRow], splits: dict[str, str]) -> tuple[list[Image
     return jobs, rejections
 
 
+def _read_named_mask(path: Path, what: str) -> np.ndarray:
+    """read_mask, with the mask's role in the message (the ROI and fine masks fail alike)."""
+    try:
+        return read_mask(path)
+    except ImageReadError as exc:
+        raise ValueError(f"{what} {Path(path).name}: {exc.reason}") from None
+
+
 def _lesion_region(row: LesionRow, shape: tuple[int, int]) -> tuple[np.ndarray | None, tuple[float, float, float, float]]:
     """The lesion's (H, W) mask where known (ROI mask or disc) and its box; ValueError with a reason."""
     h, w = shape
     if row.roi_mask_path is not None:
-        mask = read_mask(row.roi_mask_path)
+        mask = _read_named_mask(row.roi_mask_path, "ROI mask")
         if mask.shape != shape:
             raise ValueError(f"ROI mask size {mask.shape[1]}x{mask.shape[0]} differs from the image's {w}x{h}")
         if not mask.any():
@@ -144,7 +152,7 @@ def crop_lesions(job: ImageJob, crop: CropParams, voi_window: bool, percentiles:
                 raise ValueError("lesion is smaller than 2 pixels")
             fine = None
             if row.fine_mask_path is not None:
-                fine_full = read_mask(row.fine_mask_path)
+                fine_full = _read_named_mask(row.fine_mask_path, "fine mask")
                 if fine_full.shape != shape:
                     raise ValueError(f"fine mask size {fine_full.shape[1]}x{fine_full.shape[0]} differs from the image's {shape[1]}x{shape[0]}")
         except (ImageReadError, ValueError) as exc:

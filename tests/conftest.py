@@ -1,0 +1,54 @@
+"""Shared test helpers: run a stage command in-process, build small params files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def deep_update(base: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def write_params(path: Path, changes: dict) -> Path:
+    """params.yaml of the repo with `changes` merged in, written to `path`."""
+    yaml = YAML(typ="safe")
+    data = yaml.load((ROOT / "params.yaml").read_text())
+    yaml.dump(deep_update(data, changes), path)
+    return path
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path) -> Iterator[Path]:
+    """Run the test inside tmp_path (stages write relative to the working directory)."""
+    old = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture
+def run_stage() -> Callable[..., object]:
+    """run_stage("preprocess", "--params", "p.yaml") -> click Result (exit_code, output)."""
+    from stages.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return run
