@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fpnpipe.classes import CLASSES
+from fpnpipe.classes import CLASSES, FPN_LEVELS
 from fpnpipe.config.base import Section
 
 PerLevel = tuple[int, int, int, int]
 """One value per FPN level, in the order [level_2, level_3, level_4, level_5]."""
 
-ClassRow = tuple[float, float, float, float]
+Coefficient = Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]
+ClassRow = tuple[Coefficient, Coefficient, Coefficient, Coefficient]
 """One coefficient per prototype class, in CLASSES order."""
+
+Lambda = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class ModelParams(Section):
-    """Architecture. `width` < 1 thins every backbone layer (CPU quickstart; no ImageNet weights then)."""
+    """Architecture.
+
+    arch: fpn_iaiabl (the paper), iaiabl (single-scale baseline on the conv-5 map) or vgg16 (black box).
+    width: channel multiplier of every backbone layer; < 1 is the CPU quickstart. Such a thinner VGG-16 has
+    other tensor shapes than torchvision's, so it cannot take ImageNet weights (`pretrained` must be null).
+    pretrained: path to a local file holding torchvision's VGG-16 ImageNet state dict; null = random init.
+    fpn_channels: d, the feature dimension of every FPN level and of the fpn_iaiabl prototypes.
+    addon_channels: d of the iaiabl baseline's add-on layers and prototypes.
+    """
 
     arch: Literal["fpn_iaiabl", "iaiabl", "vgg16"] = "fpn_iaiabl"
     backbone: Literal["vgg16"] = "vgg16"
@@ -27,9 +38,27 @@ class ModelParams(Section):
     addon_channels: int = Field(64, ge=1, le=4096)
     incorrect_class_connection: float = Field(-0.5, ge=-10, le=0)
 
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_needs_full_width(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        if not v.strip():
+            raise ValueError("must be a file path or null")
+        width = info.data.get("width")
+        if width is not None and width != 1.0:
+            raise ValueError(
+                f"ImageNet weights fit only the full-width VGG-16 (model.width: 1.0), but model.width is {width}; "
+                "set model.pretrained: null or model.width: 1.0"
+            )
+        return v
+
 
 class PrototypesPerClass(Section):
-    """Prototype counts per class, each as [level_2, level_3, level_4, level_5]; zero allowed."""
+    """Prototype counts per class, each as [level_2, level_3, level_4, level_5]; zero allowed.
+
+    Every class needs at least one prototype at some level (a class without prototypes can be neither
+    clustered nor predicted); a level may have no prototypes for any class."""
 
     circumscribed: PerLevel = (2, 2, 2, 2)
     indistinct: PerLevel = (2, 2, 2, 2)
@@ -39,19 +68,39 @@ class PrototypesPerClass(Section):
     @field_validator("circumscribed", "indistinct", "spiculated", "negative")
     @classmethod
     def _nonneg(cls, v: PerLevel) -> PerLevel:
-        if min(v) < 0:
-            raise ValueError(f"prototype counts must be >= 0, got {list(v)}")
+        if min(v) < 0 or max(v) > 4096:
+            raise ValueError(f"prototype counts must lie in [0, 4096], got {list(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _every_class_has_one(self) -> "PrototypesPerClass":
+        empty = [c for c in CLASSES if sum(getattr(self, c)) == 0]
+        if empty:
+            raise ValueError(
+                f"class {', '.join(empty)} has no prototype at any level; every class needs at least one"
+            )
+        return self
 
     def counts(self) -> dict[str, PerLevel]:
         return {c: getattr(self, c) for c in CLASSES}
 
+    def per_level(self) -> dict[int, tuple[int, ...]]:
+        """{level: counts per class in CLASSES order} for every FPN level."""
+        return {level: tuple(getattr(self, c)[i] for c in CLASSES) for i, level in enumerate(FPN_LEVELS)}
+
 
 class PrototypeParams(Section):
-    """The prototype layer g (paper Section 3.2)."""
+    """The prototype layer g (paper Section 3.2).
+
+    top_k: k of the top-k average pooling at each FPN level; the iaiabl baseline uses the level-5 value.
+    similarity: `focal` = equation (3), top-k mean minus the mean over the map (ProtoPool's focal
+    similarity); `topk` = the top-k mean alone (IAIA-BL's pooling applied to the cosine maps). The iaiabl
+    baseline always uses IAIA-BL's log-distance similarity with top-k pooling and ignores this key.
+    """
 
     per_class: PrototypesPerClass = PrototypesPerClass()
     top_k: PerLevel = (4, 2, 1, 1)
+    similarity: Literal["focal", "topk"] = "focal"
 
     @field_validator("top_k")
     @classmethod
@@ -62,7 +111,9 @@ class PrototypeParams(Section):
 
 
 class FineCoefficients(Section):
-    """One row per image class: coefficients for each prototype class, in CLASSES order."""
+    """One row per image class: coefficients for each prototype class, in CLASSES order.
+
+    A positive coefficient penalises activation, a negative one rewards it, zero ignores it."""
 
     circumscribed: ClassRow
     indistinct: ClassRow
@@ -74,29 +125,41 @@ class FineCoefficients(Section):
         return [list(getattr(self, c)) for c in CLASSES]
 
 
-# IAIA-BL's fine-annotation loss: own-class prototypes penalised outside the annotation only, other
-# classes' prototypes everywhere; on negative images every margin prototype everywhere.
-DEFAULT_FINE_INSIDE = FineCoefficients(
-    circumscribed=(0.0, 1.0, 1.0, 1.0),
-    indistinct=(1.0, 0.0, 1.0, 1.0),
-    spiculated=(1.0, 1.0, 0.0, 1.0),
-    negative=(1.0, 1.0, 1.0, 0.0),
-)
-DEFAULT_FINE_OUTSIDE = FineCoefficients(
-    circumscribed=(1.0, 1.0, 1.0, 1.0),
-    indistinct=(1.0, 1.0, 1.0, 1.0),
-    spiculated=(1.0, 1.0, 1.0, 1.0),
-    negative=(1.0, 1.0, 1.0, 0.0),
-)
+# IAIA-BL's fine-annotation loss as the defaults: own-class prototypes penalised outside the annotation only,
+# other classes' prototypes everywhere; on negative images (empty annotation) every margin prototype everywhere.
+# Each default row lives in its own subclass, so a params file may override a single row.
+class FineInsideCoefficients(FineCoefficients):
+    """Coefficients for activation inside the fine annotation (defaults: IAIA-BL)."""
+
+    circumscribed: ClassRow = (0.0, 1.0, 1.0, 1.0)
+    indistinct: ClassRow = (1.0, 0.0, 1.0, 1.0)
+    spiculated: ClassRow = (1.0, 1.0, 0.0, 1.0)
+    negative: ClassRow = (1.0, 1.0, 1.0, 0.0)
+
+
+class FineOutsideCoefficients(FineCoefficients):
+    """Coefficients for activation outside the fine annotation (defaults: IAIA-BL)."""
+
+    circumscribed: ClassRow = (1.0, 1.0, 1.0, 1.0)
+    indistinct: ClassRow = (1.0, 1.0, 1.0, 1.0)
+    spiculated: ClassRow = (1.0, 1.0, 1.0, 1.0)
+    negative: ClassRow = (1.0, 1.0, 1.0, 0.0)
+
+
+DEFAULT_FINE_INSIDE = FineInsideCoefficients()
+DEFAULT_FINE_OUTSIDE = FineOutsideCoefficients()
 
 
 class LossParams(Section):
-    """Coefficients of equation (4) and of the last-layer phase."""
+    """Coefficients of equation (4) (lambda_clust .. lambda_fine) and of the last-layer phase (lambda_l1).
 
-    lambda_clust: float = Field(0.8, ge=0)
-    lambda_sep: float = Field(0.08, ge=0)
-    lambda_ortho: float = Field(0.1, ge=0)
-    lambda_fine: float = Field(0.2, ge=0)
-    lambda_l1: float = Field(1e-4, ge=0)
-    fine_inside: FineCoefficients = DEFAULT_FINE_INSIDE
-    fine_outside: FineCoefficients = DEFAULT_FINE_OUTSIDE
+    fine_inside / fine_outside: (image class x prototype class) coefficients of the fine-annotation loss
+    for activation inside / outside the fine annotation."""
+
+    lambda_clust: Lambda = 0.8
+    lambda_sep: Lambda = 0.08
+    lambda_ortho: Lambda = 0.1
+    lambda_fine: Lambda = 0.2
+    lambda_l1: Lambda = 1e-4
+    fine_inside: FineInsideCoefficients = DEFAULT_FINE_INSIDE
+    fine_outside: FineOutsideCoefficients = DEFAULT_FINE_OUTSIDE

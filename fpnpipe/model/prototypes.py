@@ -1,0 +1,181 @@
+"""The prototype layer g (paper Section 3.2): patch similarities and their pooling, per FPN level."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SimilarityKind = Literal["cosine", "log_euclidean"]
+
+
+def cosine_similarity_maps(z: Tensor, prototypes: Tensor, eps: float = 1e-6) -> Tensor:
+    """Cosine similarity of every 1x1 patch with every prototype (paper eq. 2).
+
+    z: (B, d, H, W) latent map of one level; prototypes: (m, d). Returns (B, m, H, W) in [-1, 1],
+    float32 even under autocast (the norms are taken in float32; a norm below `eps` counts as `eps`,
+    so an all-zero patch or prototype has similarity 0).
+    """
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z32 = z.float()
+        p_unit = F.normalize(prototypes.float(), dim=1, eps=eps)
+        # (z . p_unit) / |z| equals normalising z first, without writing a normalised copy of the map
+        dots = F.conv2d(z32, p_unit[:, :, None, None])  # (B, m, H, W)
+        return dots / torch.linalg.vector_norm(z32, dim=1, keepdim=True).clamp(min=eps)
+
+
+def log_similarity_maps(z: Tensor, prototypes: Tensor, eps: float = 1e-4) -> Tensor:
+    """IAIA-BL's similarity: log((d + 1) / (d + eps)) with d the plain Euclidean distance between every
+    1x1 patch and every prototype (ProtoPNet's log form; IAIA-BL uses the unsquared distance).
+
+    z: (B, d, H, W); prototypes: (m, d). Returns (B, m, H, W) float32, in (0, log(1/eps)].
+    The distance is computed as sqrt(max(|z|^2 - 2 z.p + |p|^2, 1e-12)): the floor keeps the gradient
+    finite where a prototype equals a patch (as right after projection).
+    """
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z32, p32 = z.float(), prototypes.float()
+        z_sq = z32.pow(2).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+        p_sq = p32.pow(2).sum(dim=1).view(1, -1, 1, 1)  # (1, m, 1, 1)
+        cross = F.conv2d(z32, p32[:, :, None, None])  # (B, m, H, W)
+        dist = (z_sq - 2 * cross + p_sq).clamp(min=1e-12).sqrt()
+        return torch.log((dist + 1) / (dist + eps))
+
+
+def topk_mean(maps: Tensor, k: int) -> Tensor:
+    """Mean of the k largest values of each map (top-k average pooling, Kalchbrenner et al. / IAIA-BL).
+
+    maps: (B, m, H, W) -> (B, m). Raises ValueError if k exceeds H * W."""
+    cells = maps.shape[-2] * maps.shape[-1]
+    if not 1 <= k <= cells:
+        raise ValueError(
+            f"prototypes.top_k = {k} does not fit a {maps.shape[-2]} x {maps.shape[-1]} map ({cells} cells); "
+            "lower prototypes.top_k for this level or use larger crops"
+        )
+    return maps.flatten(2).topk(k, dim=2).values.mean(dim=2)
+
+
+def focal_similarity(maps: Tensor, k: int) -> Tensor:
+    """Focal similarity (paper eq. 3, from ProtoPool): mean of the k largest patch similarities minus the
+    mean over all patches of the map. maps: (B, m, H, W) -> (B, m)."""
+    return topk_mean(maps, k) - maps.flatten(2).mean(dim=2)
+
+
+class PrototypeLayer(nn.Module):
+    """m prototypes of dimension d, each belonging to one class and one level, compared with the latent
+    map of its level.
+
+    Args:
+        counts: {level: prototype counts per class in class-index order}, e.g. {2: (2, 2, 2, 2), ...}.
+            Levels are taken in increasing order; a level may have no prototypes.
+        dim: d.
+        top_k: {level: k} of the top-k pooling.
+        similarity: "cosine" (eq. 2) or "log_euclidean" (IAIA-BL).
+        focal: subtract the map mean after top-k pooling (eq. 3); IAIA-BL does not.
+
+    Global prototype order j: for level in increasing order, for class in index order, that many
+    prototypes; so each level's prototypes are the contiguous rows `level_slice(level)`.
+
+    Buffers: prototype_class (m,) long, prototype_level (m,) long. Parameter: prototype_vectors (m, d).
+    Initialisation: standard normal for cosine (directions spread over the sphere, since the FPN outputs
+    carry both signs); uniform [0, 1] for log_euclidean (the iaiabl add-on ends in a sigmoid).
+
+    forward(features): features = one (B, d, H_l, W_l) map per level, in level order.
+    Returns (similarities (B, m) pooled over each map, activations = per level the patch similarity maps
+    (B, m_l, H_l, W_l); a level without prototypes gives an empty (B, 0, H_l, W_l) map).
+    """
+
+    def __init__(
+        self,
+        counts: Mapping[int, Sequence[int]],
+        dim: int,
+        top_k: Mapping[int, int],
+        similarity: SimilarityKind = "cosine",
+        focal: bool = True,
+    ) -> None:
+        super().__init__()
+        if similarity not in ("cosine", "log_euclidean"):
+            raise ValueError(f"unknown similarity {similarity!r}; expected cosine or log_euclidean")
+        self.levels: tuple[int, ...] = tuple(sorted(counts))
+        missing_k = [lv for lv in self.levels if lv not in top_k]
+        if missing_k:
+            raise ValueError(f"prototypes.top_k is missing for levels {missing_k}")
+        self.num_classes = len(counts[self.levels[0]])
+        if any(len(counts[lv]) != self.num_classes for lv in self.levels):
+            raise ValueError("prototype counts must list every class at every level")
+        self.dim = dim
+        self.top_k: dict[int, int] = {lv: int(top_k[lv]) for lv in self.levels}
+        self.similarity = similarity
+        self.focal = focal
+
+        classes: list[int] = []
+        levels: list[int] = []
+        self._slices: dict[int, tuple[int, int]] = {}
+        for lv in self.levels:
+            start = len(classes)
+            for c, n in enumerate(counts[lv]):
+                classes += [c] * int(n)
+            levels += [lv] * (len(classes) - start)
+            self._slices[lv] = (start, len(classes))
+        if not classes:
+            raise ValueError("the prototype layer needs at least one prototype")
+        self.register_buffer("prototype_class", torch.tensor(classes, dtype=torch.long), persistent=False)
+        self.register_buffer("prototype_level", torch.tensor(levels, dtype=torch.long), persistent=False)
+        init = torch.randn if similarity == "cosine" else torch.rand
+        self.prototype_vectors = nn.Parameter(init(len(classes), dim))
+
+    @property
+    def num_prototypes(self) -> int:
+        return self.prototype_vectors.shape[0]
+
+    def level_slice(self, level: int) -> slice:
+        """Rows of this level's prototypes in the global order."""
+        return slice(*self._slices[level])
+
+    def level_prototypes(self, level: int) -> Tensor:
+        """(m_l, d) view of this level's prototype vectors."""
+        return self.prototype_vectors[self.level_slice(level)]
+
+    @torch.no_grad()
+    def set_prototype(self, j: int, vector: Tensor) -> None:
+        """Overwrite prototype j (global index) with `vector` (d,), e.g. its projection onto a latent patch."""
+        if vector.shape != (self.dim,):
+            raise ValueError(f"prototype vector must have shape ({self.dim},), got {tuple(vector.shape)}")
+        self.prototype_vectors[j].copy_(vector)
+
+    @torch.no_grad()
+    def set_prototypes(self, index: Tensor, vectors: Tensor) -> None:
+        """Overwrite prototypes `index` (n,) long with `vectors` (n, d) in one operation."""
+        if vectors.shape != (index.numel(), self.dim):
+            raise ValueError(f"expected vectors of shape ({index.numel()}, {self.dim}), got {tuple(vectors.shape)}")
+        self.prototype_vectors[index.to(self.prototype_vectors.device)] = vectors.to(self.prototype_vectors)
+
+    def similarity_maps(self, z: Tensor, prototypes: Tensor) -> Tensor:
+        """Patch similarity maps (B, m_l, H, W) of `prototypes` (m_l, d) on z (B, d, H, W)."""
+        if self.similarity == "cosine":
+            return cosine_similarity_maps(z, prototypes)
+        return log_similarity_maps(z, prototypes)
+
+    def pool(self, maps: Tensor, level: int) -> Tensor:
+        """(B, m_l, H, W) -> (B, m_l): focal or plain top-k pooling with this level's k."""
+        k = self.top_k[level]
+        return focal_similarity(maps, k) if self.focal else topk_mean(maps, k)
+
+    def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        if len(features) != len(self.levels):
+            raise ValueError(f"expected {len(self.levels)} feature maps (levels {self.levels}), got {len(features)}")
+        pooled: list[Tensor] = []
+        maps: list[Tensor] = []
+        for level, z in zip(self.levels, features):
+            if z.ndim != 4 or z.shape[1] != self.dim:
+                raise ValueError(f"level {level}: expected a (B, {self.dim}, H, W) map, got {tuple(z.shape)}")
+            prototypes = self.level_prototypes(level)
+            if prototypes.shape[0] == 0:
+                maps.append(z.new_zeros((z.shape[0], 0, *z.shape[-2:]), dtype=torch.float32))
+                continue
+            level_maps = self.similarity_maps(z, prototypes)
+            maps.append(level_maps)
+            pooled.append(self.pool(level_maps, level))
+        return torch.cat(pooled, dim=1), tuple(maps)
