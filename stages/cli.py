@@ -16,14 +16,18 @@ app = typer.Typer(
 
 def _register() -> None:
     # Stage modules import their heavy dependencies inside the command, so `--help` stays fast.
-    from stages import negatives, preprocess, synth
+    from stages import evaluate, finetune, negatives, preprocess, project, synth, warmup
 
     for name, module in (
         ("synth", synth),
         ("preprocess", preprocess),
         ("negatives", negatives),
+        ("warmup", warmup),
+        ("project", project),
+        ("finetune", finetune),
+        ("evaluate", evaluate),
     ):
-        app.command(name, help=module.__doc__)(module.main)
+        app.command(name, help=" ".join((module.__doc__ or "").split()))(module.main)
 
 
 _register()

@@ -9,11 +9,8 @@ from functools import partial
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, fail, log, start
-
-CROPS = Path("data/processed/crops.h5")
-IMAGES = Path("data/processed/images.json")
-NEGATIVES = Path("data/processed/negatives.h5")
-REPORT = Path("reports/negatives.json")
+from stages.paths import CROPS, IMAGES, NEGATIVES
+from stages.paths import NEGATIVES_REPORT as REPORT
 
 
 def main(params: Path = PARAMS_OPTION) -> None:

@@ -11,10 +11,8 @@ from pathlib import Path
 import typer
 
 from stages.common import PARAMS_OPTION, fail, log, start
-
-CROPS = Path("data/processed/crops.h5")
-IMAGES = Path("data/processed/images.json")
-REPORT = Path("reports/preprocess.json")
+from stages.paths import CROPS, IMAGES
+from stages.paths import PREPROCESS_REPORT as REPORT
 
 
 def main(

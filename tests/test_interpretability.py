@@ -117,10 +117,18 @@ def test_activation_precision_constant_map_is_region_fraction() -> None:
 
 
 def test_activation_area_values() -> None:
-    small = _hot_spot_map(10, [(4, 6, 1, 4)])  # 6 kept pixels of 100
-    large = _hot_spot_map(10, [(0, 5, 0, 10)])  # 50 kept pixels of 100
+    small = _hot_spot_map(10, [(4, 6, 1, 4)])  # 6 of 100 pixels at the maximum, the rest at the minimum
+    large = _hot_spot_map(10, [(0, 5, 0, 10)])  # 50 of 100
     np.testing.assert_allclose(activation_area_batch(np.stack([small, large])), [0.06, 0.5])
-    assert activation_area(small, percentile=50) == 1.0  # median of a mostly-zero map is 0: all kept
+    ramp = np.tile(np.arange(10, dtype=float), (10, 1))  # columns 0..9: (a - 0) / 9 >= 0.5 from column 5 on
+    assert activation_area(ramp) == 0.5
+    assert activation_area(ramp, relative=0.9) == 0.1  # only column 9 (9/9); 8/9 < 0.9
+    assert activation_area(np.full((4, 4), 0.3)) == 1.0  # a constant map activates everywhere
+    # Scale, not the share of the top 5%: the same peak blurred wider covers more of the crop.
+    yy, xx = np.mgrid[:40, :40]
+    narrow = np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (2 * 2.0**2))
+    wide = np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (2 * 6.0**2))
+    assert activation_area(wide) > 5 * activation_area(narrow)
 
 
 def test_precision_shape_mismatch_and_bad_inputs_raise() -> None:

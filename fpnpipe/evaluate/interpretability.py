@@ -1,5 +1,5 @@
 """Interpretability metrics on prototype activation maps (IAIA-BL's activation precision, its 95th-percentile
-high-activation box, and the area that box's pixels cover).
+high-activation box, and the share of the crop a map activates on).
 
 Conventions. An activation map is upsampled to the crop size S x S before any of these metrics. The "kept"
 pixels of a map are those at or above the map's own `percentile`-th percentile, computed by numpy's default
@@ -106,15 +106,27 @@ def activation_precision(act: np.ndarray, relevant: np.ndarray, percentile: floa
     return float(activation_precision_batch(np.asarray(act)[None], np.asarray(relevant)[None], percentile)[0])
 
 
-def activation_area_batch(acts: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
-    """(N,) fraction of the crop covered by the kept pixels of each map (N, H, W); at least 1 - percentile/100
-    up to ties, 1 for a constant map."""
-    return high_activation_mask_batch(acts, percentile).mean(axis=(1, 2))
+def activation_area_batch(acts: np.ndarray, relative: float = 0.5) -> np.ndarray:
+    """(N,) fraction of the crop where each map (N, H, W) reaches `relative` of its own range:
+    (a - min) / (max - min) >= relative (the half-maximum area by default); 1 for a constant map.
+
+    This, not the share of pixels above the 95th percentile (about 5% by construction at every level),
+    measures how widely a prototype activates: a coarse FPN level upsampled to the crop spreads its peak
+    over many pixels, a fine level keeps it narrow."""
+    acts = np.asarray(acts, dtype=np.float64)
+    if acts.ndim != 3 or not np.isfinite(acts).all():
+        raise ValueError(f"maps must be a finite (N, H, W) array, got shape {acts.shape}")
+    if not 0 < relative <= 1:
+        raise ValueError(f"relative must lie in (0, 1], got {relative}")
+    lo = acts.min(axis=(1, 2), keepdims=True)
+    span = acts.max(axis=(1, 2), keepdims=True) - lo
+    scaled = np.divide(acts - lo, span, out=np.ones_like(acts), where=span > 0)
+    return (scaled >= relative).mean(axis=(1, 2))
 
 
-def activation_area(act: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> float:
+def activation_area(act: np.ndarray, relative: float = 0.5) -> float:
     """One map (H, W) -> area fraction; see activation_area_batch."""
-    return float(activation_area_batch(np.asarray(act)[None], percentile)[0])
+    return float(activation_area_batch(np.asarray(act)[None], relative)[0])
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:

@@ -1,0 +1,92 @@
+"""Crops as tensors for training and evaluation: lesion crops (crops.h5) plus negative patches
+(negatives.h5), by split, with optional augmentation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fpnpipe.config import AugmentParams
+from fpnpipe.data.schema import CropSet
+from fpnpipe.train.augment import augment_pair
+
+
+@dataclass
+class Batch:
+    """images (B, 1, S, S) float; fine (B, S, S) uint8; labels (B,) long; has_fine (B,) bool;
+    index (B,) long = row in the dataset's CropSet."""
+
+    images: torch.Tensor
+    fine: torch.Tensor
+    labels: torch.Tensor
+    has_fine: torch.Tensor
+    index: torch.Tensor
+
+    def to(self, device: torch.device, channels_last: bool = False) -> "Batch":
+        nb = device.type == "cuda"
+        images = self.images.to(device, non_blocking=nb)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return Batch(images, self.fine.to(device, non_blocking=nb), self.labels.to(device, non_blocking=nb),
+                     self.has_fine.to(device, non_blocking=nb), self.index)
+
+    def pin_memory(self) -> "Batch":
+        return Batch(self.images.pin_memory(), self.fine.pin_memory(), self.labels.pin_memory(),
+                     self.has_fine.pin_memory(), self.index)
+
+
+def collate(items: list[tuple[torch.Tensor, torch.Tensor, int, bool, int]]) -> Batch:
+    images, fine, labels, has_fine, index = zip(*items)
+    return Batch(
+        torch.stack(images), torch.stack(fine)[:, 0], torch.tensor(labels, dtype=torch.long),
+        torch.tensor(has_fine, dtype=torch.bool), torch.tensor(index, dtype=torch.long),
+    )
+
+
+class CropDataset(Dataset):
+    """A CropSet as (image (1, S, S) float32, fine (1, S, S) uint8, label, has_fine, index) samples.
+
+    With `augment`, sample i of epoch e is augmented with a generator seeded by (seed, e, i).
+    """
+
+    def __init__(self, crops: CropSet, augment: AugmentParams | None = None, seed: int = 0) -> None:
+        self.crops = crops
+        self.images = torch.from_numpy(np.ascontiguousarray(crops.images, np.float32))[:, None]
+        self.fine = torch.from_numpy(np.ascontiguousarray(crops.fine, np.uint8))[:, None]
+        self.labels = crops.label.astype(np.int64)
+        self.has_fine = crops.has_fine.astype(bool)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, bool, int]:
+        image, fine = self.images[i], self.fine[i]
+        if self.augment is not None:
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+            image, fine = augment_pair(image, fine, self.augment, gen)
+        return image, fine, int(self.labels[i]), bool(self.has_fine[i]), i
+
+
+def split_crops(lesions: CropSet, negatives: CropSet, split: str) -> CropSet:
+    """Lesion crops and negative patches of one split, lesion crops first."""
+    return CropSet.concat([lesions.in_split(split), negatives.in_split(split)], lesions.crop_size)
+
+
+def make_loader(
+    dataset: CropDataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+    num_workers: int = 0, pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader whose shuffling order is fixed by (seed, epoch)."""
+    dataset.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=collate,
+                      num_workers=num_workers, pin_memory=pin_memory, drop_last=False)

@@ -1,0 +1,69 @@
+"""Device choice and the per-device speed settings: CUDA gets bf16 autocast, channels_last and pinned
+memory; CPU runs deterministic float32; Apple MPS is used when present."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fpnpipe.config import TrainParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    bf16: bool
+    channels_last: bool
+    pin_memory: bool
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model on this device, in channels_last memory format where that is faster."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.bf16:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` -> cuda if available, else mps, else cpu; an explicit device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is 'cuda' but no CUDA device is available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("train.device is 'mps' but Apple MPS is not available")
+    return torch.device(name)
+
+
+def setup_runtime(params: TrainParams, seed: int) -> Runtime:
+    """Seed every generator and choose the device and its speed settings."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    device = pick_device(params.device)
+    cuda = device.type == "cuda"
+    if device.type == "cpu":
+        # Same params and seed -> same metrics on CPU.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    runtime = Runtime(device=device, bf16=cuda and params.bf16, channels_last=cuda and params.channels_last,
+                      pin_memory=cuda)
+    log.info("device %s (bf16 autocast: %s, channels_last: %s)", device, runtime.bf16, runtime.channels_last)
+    return runtime

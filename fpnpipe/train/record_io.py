@@ -1,0 +1,62 @@
+"""models/*_prototypes.h5: the projection record as a byte-stable HDF5 file."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from fpnpipe.atomic import atomic_file
+from fpnpipe.classes import CLASSES
+from fpnpipe.train.projection import ProjectionRecord
+
+RECORD_VERSION = 1
+_STRINGS = {"source_image_id", "source_patient_id"}
+_STR = h5py.string_dtype(encoding="utf-8")
+
+
+def empty_record(crop_size: int) -> ProjectionRecord:
+    """The record of a model without prototypes (the vgg16 black box): zero rows."""
+    s = crop_size
+    return ProjectionRecord(
+        prototype_class=np.zeros(0, np.int64), prototype_level=np.zeros(0, np.int64),
+        source_image_id=np.zeros(0, dtype=object), source_patient_id=np.zeros(0, dtype=object),
+        grid=np.zeros((0, 2), np.int64), similarity=np.zeros(0, np.float32), rf_box=np.zeros((0, 4), np.int64),
+        high_box=np.zeros((0, 4), np.int64), self_activation=np.zeros((0, s, s), np.float32),
+        source_image=np.zeros((0, s, s), np.float32), duplicate_of=np.zeros(0, np.int64),
+    )
+
+
+def write_projection_record(path: str | Path, record: ProjectionRecord) -> None:
+    with atomic_file(path) as tmp:
+        with h5py.File(tmp, "w", track_order=False) as f:
+            f.attrs["record_version"] = RECORD_VERSION
+            f.attrs["classes"] = np.array(CLASSES, dtype=_STR)
+            f.attrs["crop_size"] = int(record.source_image.shape[-1])
+            for field in fields(ProjectionRecord):
+                value = getattr(record, field.name)
+                if field.name in _STRINGS:
+                    f.create_dataset(field.name, data=np.array([str(v) for v in value], dtype=_STR), track_times=False)
+                elif value.ndim == 3:
+                    f.create_dataset(field.name, data=value, track_times=False, compression="gzip",
+                                     compression_opts=4, shuffle=True, chunks=(1, *value.shape[1:]) if len(value) else None)
+                else:
+                    f.create_dataset(field.name, data=value, track_times=False)
+
+
+def read_projection_record(path: str | Path) -> ProjectionRecord:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such projection record (run the stage that writes it first)")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("record_version") != RECORD_VERSION:
+            raise ValueError(f"{path}: record version {f.attrs.get('record_version')!r}, this code reads {RECORD_VERSION}")
+        values = {}
+        for field in fields(ProjectionRecord):
+            if field.name not in f:
+                raise ValueError(f"{path}: missing dataset {field.name!r}")
+            data = f[field.name]
+            values[field.name] = np.array(data.asstr()[()], dtype=object) if field.name in _STRINGS else data[()]
+    return ProjectionRecord(**values)

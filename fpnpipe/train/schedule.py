@@ -1,0 +1,160 @@
+"""The training schedule of the paper (Section 4): stage A warm-up with the backbone frozen, and stage C
+fine-tuning of all layers, alternating with projection (stage B) and a last-layer-only phase.
+
+No files and no DVC here: each epoch's metrics go to an `on_epoch` callback (the stages log them with
+DVCLive), and the caller saves what comes back.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from fpnpipe.config import FinetuneParams, TrainParams, WarmupParams
+from fpnpipe.evaluate.metrics import accuracy, auroc_table
+from fpnpipe.losses import PrototypeLoss
+from fpnpipe.model import Model
+from fpnpipe.train.data import CropDataset, make_loader
+from fpnpipe.train.devices import Runtime
+from fpnpipe.train.loop import predict, train_epoch
+from fpnpipe.train.optim import build_optimizer, build_scheduler, set_trainable
+from fpnpipe.train.projection import NearestPatches, apply_projection, find_nearest_patches
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[dict[str, float]], None]
+
+
+def validate(model: Model, loader: DataLoader, runtime: Runtime) -> dict[str, float]:
+    """Validation accuracy and average margin AUROC (NaN if the split cannot give one)."""
+    probs, labels = predict(model, loader, runtime)
+    return {"accuracy": accuracy(labels, probs), "auroc_average": auroc_table(labels, probs)["average"]}
+
+
+def _loaders(dataset: CropDataset, batch_size: int, train: TrainParams, runtime: Runtime, seed: int, epoch: int,
+             shuffle: bool) -> DataLoader:
+    return make_loader(dataset, batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                       num_workers=train.num_workers, pin_memory=runtime.pin_memory)
+
+
+def _epoch_metrics(stats: dict[str, float], val: dict[str, float], prefix: str = "") -> dict[str, float]:
+    out = {f"{prefix}train/{k}": v for k, v in stats.items() if k != "images_per_s"}
+    out.update({f"{prefix}val/{k}": v for k, v in val.items()})
+    return out
+
+
+def run_warmup(
+    model: Model, loss_fn: PrototypeLoss, train_set: CropDataset, val_set: CropDataset, params: WarmupParams,
+    train: TrainParams, runtime: Runtime, seed: int, on_epoch: EpochCallback,
+) -> None:
+    """Stage A: backbone frozen; FPN (or add-on) and prototypes, plus the last layer if
+    `train_last_layer`, trained on equation (4)."""
+    groups = model.param_groups()
+    neck = "fpn" if "fpn" in groups else "add_on"
+    lrs = {neck: params.lr.fpn, "prototypes": params.lr.prototypes}
+    if params.train_last_layer:
+        lrs["last_layer"] = params.lr.last_layer
+    lrs = {k: v for k, v in lrs.items() if k in groups}
+    if "fpn" not in groups and "prototypes" not in groups:  # the black box has only backbone + last layer
+        lrs = {"last_layer": params.lr.last_layer}
+    optimizer = build_optimizer(groups, lrs, params.optimizer)
+    scheduler = build_scheduler(optimizer, params.scheduler, params.epochs)
+    val_loader = _loaders(val_set, params.batch_size, train, runtime, seed, 0, shuffle=False)
+    for epoch in range(params.epochs):
+        loader = _loaders(train_set, params.batch_size, train, runtime, seed, epoch, shuffle=True)
+        stats = train_epoch(model, loader, loss_fn, optimizer, runtime, f"warmup {epoch + 1}/{params.epochs}")
+        if scheduler is not None:
+            scheduler.step()
+        val = validate(model, val_loader, runtime)
+        log.info("warmup epoch %d: loss %.4f, train acc %.3f, val acc %.3f, val AUROC %.3f, %.1f img/s",
+                 epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"], stats["images_per_s"])
+        on_epoch(_epoch_metrics(stats, val))
+
+
+def project(model: Model, push_set: CropDataset, batch_size: int, train: TrainParams, runtime: Runtime) -> NearestPatches:
+    """Stage B on `push_set` (training crops, unaugmented): find and apply every prototype's nearest patch."""
+    loader = _loaders(push_set, batch_size, train, runtime, 0, 0, shuffle=False)
+    nearest = find_nearest_patches(model, loader, runtime)
+    apply_projection(model, nearest)
+    return nearest
+
+
+@dataclass
+class FinetuneResult:
+    state: dict[str, torch.Tensor]
+    """Weights of the selected (projected) model, on the CPU."""
+    nearest: NearestPatches
+    epoch: int
+    val: dict[str, float]
+
+
+def _selection_key(val: dict[str, float]) -> tuple[float, float]:
+    auroc = val["auroc_average"]
+    return (auroc if math.isfinite(auroc) else -1.0, val["accuracy"])
+
+
+def run_finetune(
+    model: Model, loss_fn: PrototypeLoss, train_set: CropDataset, push_set: CropDataset, val_set: CropDataset,
+    params: FinetuneParams, project_batch_size: int, train: TrainParams, runtime: Runtime, seed: int,
+    on_epoch: EpochCallback,
+) -> FinetuneResult:
+    """Stage C: joint epochs of every layer; after every `project_every`-th epoch and after the last one, a
+    projection and a last-layer-only phase. Selection keeps the projected model with the best validation
+    average margin AUROC (ties: accuracy, then the earlier), so the result is always a projected model."""
+    groups = model.param_groups()
+    lr = params.lr
+    wanted = {"backbone": lr.backbone, "fpn": lr.fpn, "add_on": lr.fpn, "prototypes": lr.prototypes,
+              "last_layer": lr.last_layer}
+    joint_lrs = {k: v for k, v in wanted.items() if k in groups}
+    optimizer = build_optimizer(groups, joint_lrs, params.optimizer)
+    scheduler = build_scheduler(optimizer, params.scheduler, params.epochs)
+    joint_groups = {g["name"] for g in optimizer.param_groups}
+    val_loader = _loaders(val_set, params.batch_size, train, runtime, seed, 0, shuffle=False)
+    best: FinetuneResult | None = None
+    has_prototypes = getattr(model, "has_prototypes", False)
+    for epoch in range(params.epochs):
+        set_trainable(groups, joint_groups)
+        loader = _loaders(train_set, params.batch_size, train, runtime, seed, 1000 + epoch, shuffle=True)
+        stats = train_epoch(model, loader, loss_fn, optimizer, runtime, f"finetune {epoch + 1}/{params.epochs}")
+        if scheduler is not None:
+            scheduler.step()
+        val = validate(model, val_loader, runtime)
+        metrics = _epoch_metrics(stats, val)
+        log.info("finetune epoch %d: loss %.4f, train acc %.3f, val acc %.3f, val AUROC %.3f, %.1f img/s",
+                 epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"], stats["images_per_s"])
+        last = epoch + 1 == params.epochs
+        if (epoch + 1) % params.project_every == 0 or last:
+            nearest = project(model, push_set, project_batch_size, train, runtime) if has_prototypes else _no_patches()
+            if params.last_layer_epochs and params.last_layer_lr > 0:
+                last_opt = build_optimizer(groups, {"last_layer": params.last_layer_lr}, params.optimizer)
+                for k in range(params.last_layer_epochs):
+                    ll_loader = _loaders(train_set, params.batch_size, train, runtime, seed, 5000 + 100 * epoch + k, True)
+                    train_epoch(model, ll_loader, loss_fn, last_opt, runtime,
+                                f"last layer {k + 1}/{params.last_layer_epochs}", last_layer_only=True)
+            val = validate(model, val_loader, runtime)
+            metrics.update({f"projected/val/{k}": v for k, v in val.items()})
+            log.info("projected model after epoch %d: val acc %.3f, val AUROC %.3f", epoch + 1, val["accuracy"],
+                     val["auroc_average"])
+            if best is None or _selection_key(val) > _selection_key(best.val):
+                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best = FinetuneResult(state, copy.deepcopy(nearest), epoch + 1, val)
+        on_epoch(metrics)
+    assert best is not None  # the last epoch always projects
+    log.info("selected the projected model of epoch %d (val AUROC %.3f)", best.epoch, best.val["auroc_average"])
+    return best
+
+
+def _no_patches() -> NearestPatches:
+    empty = torch.zeros(0)
+    return NearestPatches(empty, empty.long(), torch.zeros((0, 2), dtype=torch.long), torch.zeros((0, 0)))
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
+    return np.bincount(labels, minlength=num_classes).tolist()

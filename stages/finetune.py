@@ -1,0 +1,47 @@
+"""Stage C, fine-tuning: all layers trainable, joint epochs alternating with projection every
+finetune.project_every epochs and a last-layer-only phase after each projection; the model kept is the
+projected one with the best validation average margin AUROC: models/final.pt, models/final_prototypes.h5,
+dvclive/finetune/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.common import PARAMS_OPTION, fail, live_epochs, load_sets, log, start
+from stages.paths import FINAL_MODEL, FINAL_RECORD, FINETUNE_LIVE, PROJECTED_MODEL
+
+
+def main(params: Path = PARAMS_OPTION) -> None:
+    p = start("finetune", params)
+    sets = load_sets(p, ("train", "val"))
+
+    from fpnpipe.losses import PrototypeLoss
+    from fpnpipe.model import CheckpointError, load_checkpoint, save_checkpoint
+    from fpnpipe.train.data import CropDataset
+    from fpnpipe.train.devices import setup_runtime
+    from fpnpipe.train.projection import projection_record
+    from fpnpipe.train.record_io import empty_record, write_projection_record
+    from fpnpipe.train.schedule import run_finetune
+
+    runtime = setup_runtime(p.train, p.seed)
+    try:
+        model, extra = load_checkpoint(PROJECTED_MODEL)
+    except CheckpointError as exc:
+        fail(f"finetune: {exc}")
+    model = runtime.prepare(model)
+    loss_fn = PrototypeLoss.for_model(p.loss, model)
+    train_set = CropDataset(sets["train"], p.augment, seed=p.seed)
+    push_set = CropDataset(sets["train"])
+    val_set = CropDataset(sets["val"])
+    with live_epochs(FINETUNE_LIVE) as on_epoch:
+        result = run_finetune(model, loss_fn, train_set, push_set, val_set, p.finetune, p.project.batch_size,
+                              p.train, runtime, p.seed, on_epoch)
+    model.load_state_dict(result.state)
+    if getattr(model, "has_prototypes", False):
+        record = projection_record(model, push_set, result.nearest, runtime, p.project.batch_size)
+    else:
+        record = empty_record(push_set.crops.crop_size)
+    info = {"stage": "finetune", "selected_epoch": result.epoch, "val": result.val}
+    save_checkpoint(FINAL_MODEL, model, extra.get("config") or {}, info)
+    write_projection_record(FINAL_RECORD, record)
+    log.info("finetune: wrote %s and %s (projected model of epoch %d)", FINAL_MODEL, FINAL_RECORD, result.epoch)

@@ -1,0 +1,36 @@
+"""Stage A, warm-up: the backbone frozen, the feature pyramid and the prototypes (and the last layer if
+warmup.train_last_layer) trained on equation (4) with augmentation: models/warmup.pt, dvclive/warmup/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.common import PARAMS_OPTION, fail, live_epochs, load_sets, log, start
+from stages.paths import WARMUP_LIVE, WARMUP_MODEL
+
+
+def main(params: Path = PARAMS_OPTION) -> None:
+    p = start("warmup", params)
+    sets = load_sets(p, ("train", "val"))
+
+    from fpnpipe.config import ConfigError
+    from fpnpipe.losses import PrototypeLoss
+    from fpnpipe.model import build_model, model_config, save_checkpoint
+    from fpnpipe.train.data import CropDataset
+    from fpnpipe.train.devices import setup_runtime
+    from fpnpipe.train.schedule import run_warmup
+
+    try:
+        runtime = setup_runtime(p.train, p.seed)
+        model = build_model(p.model, p.prototypes, seed=p.seed)
+    except (ConfigError, ValueError) as exc:
+        fail(f"warmup: {exc}")
+    model = runtime.prepare(model)
+    loss_fn = PrototypeLoss.for_model(p.loss, model)
+    train_set = CropDataset(sets["train"], p.augment, seed=p.seed)
+    val_set = CropDataset(sets["val"])
+    log.info("warmup: %d training and %d validation crops, %d epochs", len(train_set), len(val_set), p.warmup.epochs)
+    with live_epochs(WARMUP_LIVE) as on_epoch:
+        run_warmup(model, loss_fn, train_set, val_set, p.warmup, p.train, runtime, p.seed, on_epoch)
+    save_checkpoint(WARMUP_MODEL, model, model_config(p.model, p.prototypes), {"stage": "warmup"})
+    log.info("warmup: wrote %s", WARMUP_MODEL)
