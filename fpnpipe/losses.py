@@ -53,6 +53,13 @@ def separation_loss(similarities: Tensor, labels: Tensor, prototype_class: Tenso
     return similarities.masked_fill(own, float("-inf")).amax(dim=1).mean()
 
 
+def best_patch_similarity(activations: Sequence[Tensor]) -> Tensor:
+    """(B, m): each prototype's highest patch similarity on each image (max-pooling, as ProtoPNet and
+    Deformable ProtoPNet pool for their cluster and separation costs). activations: per level
+    (B, m_l, H_l, W_l), levels in the global prototype order."""
+    return torch.cat([maps.float().flatten(2).amax(dim=2) for maps in activations if maps.shape[1]], dim=1)
+
+
 def prototype_groups(prototype_class: Tensor, prototype_level: Tensor, num_classes: int) -> Tensor:
     """(m,) long group id, equal for prototypes sharing both class and FPN level."""
     return prototype_level * num_classes + prototype_class
@@ -209,6 +216,13 @@ class PrototypeLoss(nn.Module):
             raise ValueError(f"labels must be (B,) for logits (B, C), got {tuple(labels.shape)}")
         return F.cross_entropy(output.logits.float(), labels)
 
+    def cluster_similarities(self, output: PrototypeOutput) -> Tensor:
+        """(B, m) similarities for the cluster and separation costs (loss.cluster_similarity): each
+        prototype's best patch similarity (max over its map), or the pooled similarity of the logits."""
+        if self.params.cluster_similarity == "pooled":
+            return output.similarities.float()
+        return best_patch_similarity(output.activations)
+
     def forward(
         self, output: PrototypeOutput, labels: Tensor, fine: Tensor | None = None, has_fine: Tensor | None = None
     ) -> LossTerms:
@@ -217,7 +231,7 @@ class PrototypeLoss(nn.Module):
         if not self.has_prototypes or output.similarities is None or output.prototypes is None:
             return LossTerms(ce, ce, zero, zero, zero, zero, zero)
         p = self.params
-        sims = output.similarities.float()
+        sims = self.cluster_similarities(output)
         with _gradient_if(p.lambda_clust):
             clust = cluster_loss(sims, labels, self.prototype_class)
         with _gradient_if(p.lambda_sep):

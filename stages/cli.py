@@ -16,7 +16,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Stage modules import their heavy dependencies inside the command, so `--help` stays fast.
-    from stages import evaluate, finetune, negatives, preprocess, project, synth, warmup
+    from stages import evaluate, explain, explain_image, finetune, negatives, preprocess, project, synth, warmup
 
     for name, module in (
         ("synth", synth),
@@ -26,6 +26,8 @@ def _register() -> None:
         ("project", project),
         ("finetune", finetune),
         ("evaluate", evaluate),
+        ("explain", explain),
+        ("explain-image", explain_image),
     ):
         app.command(name, help=" ".join((module.__doc__ or "").split()))(module.main)
 

@@ -28,6 +28,11 @@ class ModelParams(Section):
     pretrained: path to a local file holding torchvision's VGG-16 ImageNet state dict; null = random init.
     fpn_channels: d, the feature dimension of every FPN level and of the fpn_iaiabl prototypes.
     addon_channels: d of the iaiabl baseline's add-on layers and prototypes.
+    padding: how every 3x3 convolution pads its input: `zeros` (VGG-16 and FPN as published) or `reflect`.
+    Zero padding lets a network tell border patches from interior ones (Islam et al., ICLR 2020, "How much
+    position information do convolutional neural networks encode?"); trained from scratch on small crops,
+    prototypes then settle on that border signature, which every class shares, instead of on margins.
+    Reflect padding removes the signature without changing the topology or the weights' shapes.
     """
 
     arch: Literal["fpn_iaiabl", "iaiabl", "vgg16"] = "fpn_iaiabl"
@@ -37,6 +42,7 @@ class ModelParams(Section):
     fpn_channels: int = Field(64, ge=1, le=4096)
     addon_channels: int = Field(64, ge=1, le=4096)
     incorrect_class_connection: float = Field(-0.5, ge=-10, le=0)
+    padding: Literal["zeros", "reflect"] = "reflect"
 
     @field_validator("pretrained")
     @classmethod
@@ -161,5 +167,9 @@ class LossParams(Section):
     lambda_ortho: Lambda = 0.1
     lambda_fine: Lambda = 0.2
     lambda_l1: Lambda = 1e-4
+    cluster_similarity: Literal["patch", "pooled"] = "patch"
+    """Similarity the cluster and separation costs take: `patch` = each prototype's best patch similarity
+    (max over its map, Deformable ProtoPNet's max-pooled cosine), which pulls prototypes onto real latent
+    patches so that projection changes little; `pooled` = the pooled similarity of the logits (eq. 3)."""
     fine_inside: FineInsideCoefficients = DEFAULT_FINE_INSIDE
     fine_outside: FineOutsideCoefficients = DEFAULT_FINE_OUTSIDE

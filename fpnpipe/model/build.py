@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from torch import nn
 
 from fpnpipe.classes import CLASSES, FPN_LEVELS
 from fpnpipe.config import ModelParams, PrototypeParams
@@ -35,7 +36,9 @@ def build_network(model: ModelParams, prototypes: PrototypeParams) -> Model:
     backbone = VGGBackbone(model.width)
     num_classes = len(CLASSES)
     if model.arch == "vgg16":
-        return BlackBoxVGG(backbone, num_classes)
+        net = BlackBoxVGG(backbone, num_classes)
+        set_padding(net, model.padding)
+        return net
     per_level = prototypes.per_class.per_level()
     top_k = dict(zip(FPN_LEVELS, prototypes.top_k))
     if model.arch == "fpn_iaiabl":
@@ -51,7 +54,16 @@ def build_network(model: ModelParams, prototypes: PrototypeParams) -> Model:
         totals = tuple(sum(counts[c] for counts in per_level.values()) for c in range(num_classes))
         layer = PrototypeLayer({top: totals}, model.addon_channels, {top: top_k[top]}, "log_euclidean", focal=False)
     last = LastLayer(layer.prototype_class, num_classes, model.incorrect_class_connection)
-    return PrototypeNetwork(model.arch, backbone, neck, layer, last)
+    net = PrototypeNetwork(model.arch, backbone, neck, layer, last)
+    set_padding(net, model.padding)
+    return net
+
+
+def set_padding(net: nn.Module, mode: str) -> None:
+    """Pad every convolution of `net` that pads at all with `mode` (zeros / reflect); weights unchanged."""
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d) and any(p > 0 for p in module.padding):
+            module.padding_mode = mode
 
 
 def build_model(model: ModelParams, prototypes: PrototypeParams, *, seed: int | None = None) -> Model:

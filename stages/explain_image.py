@@ -1,0 +1,80 @@
+"""Explain one new image with the trained model: crop the lesion given by --box or --roi exactly as
+preprocessing does, predict, print the class probabilities, and write the case figure (paper Figure 3
+layout) to --out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from stages.common import PARAMS_OPTION, fail, log, start
+from stages.paths import FINAL_MODEL, FINAL_RECORD
+
+OUT_DIR = Path("reports/explain-image")
+"""Where the figure goes by default: <OUT_DIR>/<image file stem>.png."""
+
+
+def main(
+    image: Path = typer.Argument(..., help="The image to explain: a DICOM file (or PNG / TIFF / PGM).", dir_okay=False),
+    box: str | None = typer.Option(None, "--box", help="Lesion box x0,y0,x1,y1 in image pixels (x = column)."),
+    roi: Path | None = typer.Option(None, "--roi", help="Lesion ROI mask file, same size as the image.",
+                                    dir_okay=False),
+    model_path: Path = typer.Option(FINAL_MODEL, "--model", help="Trained model checkpoint.", dir_okay=False),
+    record_path: Path = typer.Option(FINAL_RECORD, "--record", help="The model's projection record.", dir_okay=False),
+    out: Path | None = typer.Option(None, "--out", help="Figure path (PNG); default reports/explain-image/<stem>.png.",
+                                    dir_okay=False),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    p = start("explain-image", params)
+    if (box is None) == (roi is None):
+        fail("explain-image: give exactly one of --box x0,y0,x1,y1 or --roi MASK", code=2)
+
+    from fpnpipe.explain.cases import explain_images
+    from fpnpipe.explain.consistency import record_crop_size, record_mismatch
+    from fpnpipe.explain.drawing import activation_scale
+    from fpnpipe.explain.figures import case_figure, save_figure
+    from fpnpipe.explain.single import NewImageError, crop_new_image, parse_box
+    from fpnpipe.explain.text import probability_table, safe_name
+    from fpnpipe.model import CheckpointError, load_checkpoint
+    from fpnpipe.train.record_io import read_projection_record
+
+    try:
+        lesion_box = parse_box(box) if box is not None else None
+    except NewImageError as exc:
+        fail(f"explain-image: {exc}", code=2)
+    try:
+        model, _ = load_checkpoint(model_path)
+    except CheckpointError as exc:
+        fail(f"explain-image: {exc}")
+    record = None
+    if model.has_prototypes or record_path.exists():
+        try:
+            record = read_projection_record(record_path)
+        except (ValueError, OSError) as exc:
+            fail(f"explain-image: {exc}")
+        problem = record_mismatch(record, model)
+        if problem:
+            fail(f"explain-image: {record_path} does not describe {model_path}: {problem}")
+        if record_crop_size(record) != p.crop.size:
+            fail(f"explain-image: the model was trained on {record_crop_size(record)} px crops ({record_path}) but "
+                 f"crop.size is {p.crop.size} in {params}; set crop.size to {record_crop_size(record)}")
+    else:
+        log.warning("explain-image: %s has no prototypes and %s is absent: the crop size cannot be checked "
+                    "against the model's training crops", model_path, record_path)
+
+    try:
+        crop = crop_new_image(image, p.crop, p.data.voi_window, tuple(p.data.intensity_percentiles),
+                              box=lesion_box, roi=roi)
+    except NewImageError as exc:
+        fail(f"explain-image: {exc}")
+    case = explain_images(model, crop[None], [image.name], [None], p.explain.top_prototypes)[0]
+    typer.echo(probability_table(case.probabilities))
+    if not case.rows or record is None:
+        typer.echo(f"The model ({model.arch}) has no prototypes: there is no case-based explanation to draw.")
+        return
+    target = out if out is not None else OUT_DIR / f"{safe_name(image.stem)}.png"
+    scale = activation_scale(model.prototype_layer.similarity, record.self_activation)
+    save_figure(case_figure(case, record, scale, p.explain.dpi), target)
+    typer.echo(f"figure: {target}")
+    log.info("explain-image: wrote %s", target)

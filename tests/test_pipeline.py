@@ -1,0 +1,142 @@
+"""End to end: `dvc repro` in a temporary git + dvc repo on a tiny synthetic set; a second repro does
+nothing; a param change reruns the stages that read it and their followers, never what
+comes before (judged from what DVC prints); a stage killed mid-run leaves nothing DVC would take for complete and reruns cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+from tests.conftest import ROOT, write_params
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "synth": {"n_patients": 16, "image_shape": [192, 160], "lesion_radius_px": [8.0, 14.0]},
+    "crop": {"size": 32},
+    "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+    "preprocess": {"jobs": 1},
+    "negatives": {"per_normal_image": 2, "per_lesion_image": 1, "min_distance_px": 4.0, "skin_margin_px": 2},
+    "model": {"fpn_channels": 16},
+    "prototypes": {"per_class": {c: [1, 1, 0, 1] for c in ("circumscribed", "indistinct", "spiculated", "negative")}},
+    "warmup": {"epochs": 1, "batch_size": 16},
+    "finetune": {"epochs": 2, "batch_size": 16, "project_every": 1, "last_layer_epochs": 1},
+    "eval": {"bootstrap_samples": 20},
+    "explain": {"n_cases": 2},
+}
+ALL_STAGES = ("synth", "preprocess", "negatives", "warmup", "project", "finetune", "evaluate", "explain")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _run(repo: Path, *args: str, timeout: int = 600) -> str:
+    result = subprocess.run(args, cwd=repo, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout + result.stderr
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w-]+)'", output))
+
+
+def _stages(repo: Path) -> tuple[str, ...]:
+    text = (repo / "dvc.yaml").read_text()
+    return tuple(s for s in re.findall(r"^  ([\w-]+):\s*$", text, flags=re.M))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline")
+    for name in ("fpnpipe", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    write_params(repo / "params.yaml", TINY)
+    _run(repo, "git", "init", "-q")
+    _run(repo, "git", "config", "user.email", "test@example.com")
+    _run(repo, "git", "config", "user.name", "test")
+    _run(repo, "dvc", "init", "-q")
+    _run(repo, "dvc", "config", "core.analytics", "false")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "pipeline")
+    return repo
+
+
+def test_repro_runs_every_stage_then_nothing(repo: Path) -> None:
+    first = _run(repo, "dvc", "repro")
+    assert _ran(first) == set(_stages(repo)) >= set(ALL_STAGES)
+    for path in ("data/processed/crops.h5", "data/processed/negatives.h5"):
+        with h5py.File(repo / path) as f:
+            assert {"images", "fine", "has_fine", "roi", "label", "split", "patient_id", "image_id"} <= set(f)
+            assert f.attrs["schema_version"] == 1 and f.attrs["crop_size"] == 32
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics["auroc"]) == {"circumscribed", "indistinct", "spiculated", "negative", "average"}
+    assert {"accuracy", "balanced_accuracy", "n_test", "auroc_ci95", "activation_precision"} <= set(metrics)
+    assert (repo / "models/final_prototypes.h5").is_file()
+    second = _run(repo, "dvc", "repro")
+    assert _ran(second) == set(), second
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "first run")
+
+
+def test_negatives_param_reruns_negatives_not_upstream(repo: Path) -> None:
+    params = repo / "params.yaml"
+    write_params(params, {**TINY, "negatives": {**TINY["negatives"], "per_normal_image": 1}})
+    try:
+        status = _run(repo, "dvc", "status")
+        changed = set(re.findall(r"^([\w-]+):\s*$", status, flags=re.M))
+        assert changed == {"negatives"}, status  # followers change only once negatives.h5 does
+        out = _run(repo, "dvc", "repro", "negatives")
+        assert _ran(out) == {"negatives"}, out
+    finally:
+        _run(repo, "git", "checkout", "params.yaml")
+        _run(repo, "dvc", "repro", "negatives")
+
+
+def test_exp_run_lambda_fine_reruns_training_only(repo: Path) -> None:
+    out = _run(repo, "dvc", "exp", "run", "-S", "loss.lambda_fine=0.5")
+    ran = _ran(out)
+    assert {"warmup", "project", "finetune", "evaluate"} <= ran, out
+    assert not ran & {"synth", "preprocess", "negatives"}, out
+    diff = _run(repo, "dvc", "metrics", "diff", "--json")
+    assert "reports/metrics.json" in diff
+
+
+def test_killed_stage_leaves_no_output_and_reruns(repo: Path) -> None:
+    write_params(repo / "params.yaml", {**TINY, "warmup": {"epochs": 40, "batch_size": 4}})
+    log = repo / "kill.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["dvc", "repro", "warmup"], cwd=repo, env=_env(), stdout=out, stderr=out,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "warmup epoch 1:" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.5)
+        assert "warmup epoch 1:" in log.read_text(), "warm-up never finished its first epoch"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (repo / "models/warmup.pt").exists()
+    assert not list((repo / "models").glob("*.tmp"))
+    status = _run(repo, "dvc", "status", "warmup")
+    assert "warmup" in status and "changed" in status
+    out = _run(repo, "dvc", "repro", "warmup")
+    assert _ran(out) == {"warmup"} and (repo / "models/warmup.pt").is_file()
+    _run(repo, "git", "checkout", "params.yaml")
