@@ -93,6 +93,7 @@ def fine_annotation_loss(
     prototype_class: Tensor,
     inside: Tensor,
     outside: Tensor,
+    relative: bool = False,
 ) -> Tensor:
     """Fine-annotation loss, IAIA-BL's generalised to per-(image class, prototype class) coefficients.
 
@@ -101,17 +102,23 @@ def fine_annotation_loss(
         labels: (B,) long; prototype_class: (m,) long; inside, outside: (C, C) coefficients, row = image
         class, column = prototype class.
 
-    Each map is upsampled bilinearly to S x S and clamped at 0: a negative cosine means the patch points away
-    from the prototype, which is not activation, and must not cancel activation elsewhere. With a_bj that
-    map and m_b the mask, RMS(x) = ||x||_F / S (independent of the crop size):
+    Each map is upsampled bilinearly to S x S and clamped at 0 (a negative value is not activation, and must
+    not cancel activation elsewhere). With a_bj that map and m_b the mask, RMS(x) = ||x||_F / S (independent
+    of the crop size):
 
         l_bj = inside[y_b, c_j] * RMS(a_bj * m_b) + outside[y_b, c_j] * RMS(a_bj * (1 - m_b))
 
     averaged over the m prototypes, then over the annotated images only (independent of prototype count and
     batch size). Computed in float32, also under autocast. Returns 0 when no image of the batch is annotated.
+
+    relative: measure each map against its own mean over the patch grid, a_bj = s_bj - mean(s_bj), before
+        upsampling and clamping: the quantity the focal similarity of eq. (3) pools. Absolute cosines can be
+        pushed below zero everywhere, where the clamp no longer sees them, while the focal similarity (and
+        any percentile-based activation region) still ranks the patches the same way; relative activation
+        leaves no such way out.
     """
     with torch.autocast(device_type=fine.device.type, enabled=False):
-        return _fine_annotation_loss(activations, fine, has_fine, labels, prototype_class, inside, outside)
+        return _fine_annotation_loss(activations, fine, has_fine, labels, prototype_class, inside, outside, relative)
 
 
 def _fine_annotation_loss(
@@ -122,6 +129,7 @@ def _fine_annotation_loss(
     prototype_class: Tensor,
     inside: Tensor,
     outside: Tensor,
+    relative: bool,
 ) -> Tensor:
     size = fine.shape[-2:]
     mask = fine.to(torch.float32)
@@ -131,7 +139,10 @@ def _fine_annotation_loss(
     for maps in activations:
         if maps.shape[1] == 0:
             continue
-        a = F.relu(F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False))
+        maps = maps.float()
+        if relative:
+            maps = maps - maps.mean(dim=(2, 3), keepdim=True)
+        a = F.relu(F.interpolate(maps, size=size, mode="bilinear", align_corners=False))
         # squared Frobenius norm inside and outside in one pass: (B, m_l, S*S) x (B, S*S, 2) -> (B, m_l, 2)
         energies.append(torch.bmm(a.square().flatten(2), regions.transpose(1, 2)))
     rms = _sqrt_with_zero_grad_at_zero(torch.cat(energies, dim=1) / pixels)  # (B, m, 2)
@@ -256,6 +267,7 @@ class PrototypeLoss(nn.Module):
                     self.prototype_class,
                     self.fine_inside,
                     self.fine_outside,
+                    relative=p.fine_activation == "relative",
                 )
         total = ce + p.lambda_clust * clust + p.lambda_sep * sep + p.lambda_ortho * ortho + p.lambda_fine * fine_term
         return LossTerms(total, ce, clust, sep, ortho, fine_term, zero)

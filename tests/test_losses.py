@@ -270,3 +270,20 @@ def test_matrix_terms_stay_float32_under_autocast():
     assert ortho.dtype == fine.dtype == torch.float32
     assert ortho.item() == pytest.approx(plain_ortho.item(), rel=1e-6)
     assert fine.item() == pytest.approx(plain_fine.item(), rel=1e-6)
+
+
+def test_relative_fine_activation_cannot_be_hidden_by_a_shift():
+    # One prototype of class 0 on one class-0 image; its map peaks outside the annotated left half.
+    fine = torch.zeros(1, 4, 4)
+    fine[0, :, :2] = 1
+    peak = torch.zeros(1, 1, 4, 4)
+    peak[0, 0, 1, 3] = 0.8
+    args = (fine, torch.tensor([True]), torch.tensor([0]), torch.tensor([0]), INSIDE, OUTSIDE)
+    shifted = [peak - 0.9]  # every cosine negative: the absolute form sees nothing
+    assert fine_annotation_loss(shifted, *args, relative=False).item() == 0
+    relative = fine_annotation_loss(shifted, *args, relative=True).item()
+    assert relative > 0
+    assert relative == pytest.approx(fine_annotation_loss([peak], *args, relative=True).item())
+    # By hand: relative map = peak - 0.05 (its mean); upsampling 4 -> 4 is the identity.
+    a = (peak[0, 0] - 0.05).clamp(min=0)
+    assert relative == pytest.approx(float((a * (1 - fine[0])).square().sum().sqrt() / 4), rel=1e-5)

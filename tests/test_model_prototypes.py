@@ -125,3 +125,36 @@ def test_set_prototypes_in_one_call():
     assert layer.prototype_vectors[0].tolist() == [4.0, 5.0, 6.0]
     with pytest.raises(ValueError, match="shape"):
         layer.set_prototype(1, torch.zeros(4))
+
+
+def test_border_cells_follow_each_levels_stride():
+    from fpnpipe.model.backbone import VGGBackbone
+    from fpnpipe.model.build import border_cells
+
+    backbone = VGGBackbone(0.125)
+    # strides 4, 8, 16, 16; a cell i is centred at (i + 0.5) * stride: within 20 px for i + 0.5 < 20 / stride
+    assert border_cells(backbone, 20) == {2: 5, 3: 2, 4: 1, 5: 1}
+    assert border_cells(backbone, 8) == {2: 2, 3: 1, 4: 0, 5: 0}
+    assert border_cells(backbone, 0) == {2: 0, 3: 0, 4: 0, 5: 0}
+
+
+def test_border_cells_take_no_part_in_pooling_and_show_no_activation():
+    torch.manual_seed(1)
+    layer = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, border={3: 1})
+    z = torch.randn(2, 4, 6, 6)
+    maps = cosine_similarity_maps(z, layer.prototype_vectors)
+    pooled, (shown,) = layer([z])
+    inner = maps[..., 1:-1, 1:-1]
+    expected = inner.flatten(2).topk(2, dim=2).values.mean(2) - inner.flatten(2).mean(2)
+    torch.testing.assert_close(pooled, expected)
+    torch.testing.assert_close(shown[..., 1:-1, 1:-1], inner)
+    edge = torch.ones(6, 6, dtype=torch.bool)
+    edge[1:-1, 1:-1] = False
+    floor = inner.amin(dim=(2, 3))
+    assert torch.equal(shown[..., edge], floor[..., None].expand(-1, -1, int(edge.sum())))
+
+
+def test_a_border_that_leaves_no_patch_is_a_clear_error():
+    layer = PrototypeLayer({5: (1,)}, dim=3, top_k={5: 1}, border={5: 3})
+    with pytest.raises(ValueError, match="prototypes.border_px"):
+        layer([torch.randn(1, 3, 6, 6)])

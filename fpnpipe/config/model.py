@@ -28,11 +28,6 @@ class ModelParams(Section):
     pretrained: path to a local file holding torchvision's VGG-16 ImageNet state dict; null = random init.
     fpn_channels: d, the feature dimension of every FPN level and of the fpn_iaiabl prototypes.
     addon_channels: d of the iaiabl baseline's add-on layers and prototypes.
-    padding: how every 3x3 convolution pads its input: `zeros` (VGG-16 and FPN as published) or `reflect`.
-    Zero padding lets a network tell border patches from interior ones (Islam et al., ICLR 2020, "How much
-    position information do convolutional neural networks encode?"); trained from scratch on small crops,
-    prototypes then settle on that border signature, which every class shares, instead of on margins.
-    Reflect padding removes the signature without changing the topology or the weights' shapes.
     """
 
     arch: Literal["fpn_iaiabl", "iaiabl", "vgg16"] = "fpn_iaiabl"
@@ -42,7 +37,6 @@ class ModelParams(Section):
     fpn_channels: int = Field(64, ge=1, le=4096)
     addon_channels: int = Field(64, ge=1, le=4096)
     incorrect_class_connection: float = Field(-0.5, ge=-10, le=0)
-    padding: Literal["zeros", "reflect"] = "reflect"
 
     @field_validator("pretrained")
     @classmethod
@@ -102,11 +96,15 @@ class PrototypeParams(Section):
     similarity: `focal` = equation (3), top-k mean minus the mean over the map (ProtoPool's focal
     similarity); `topk` = the top-k mean alone (IAIA-BL's pooling applied to the cosine maps). The iaiabl
     baseline always uses IAIA-BL's log-distance similarity with top-k pooling and ignores this key.
+    border_px: patches whose centre lies closer than this to the crop's edge take no part in pooling or
+    projection (0 = every patch, as in the paper). Zero padding marks edge patches; with small crops and no
+    pretrained weights, prototypes can settle there, where every class looks alike, instead of on margins.
     """
 
     per_class: PrototypesPerClass = PrototypesPerClass()
     top_k: PerLevel = (4, 2, 1, 1)
     similarity: Literal["focal", "topk"] = "focal"
+    border_px: int = Field(0, ge=0, le=1024)
 
     @field_validator("top_k")
     @classmethod
@@ -171,5 +169,9 @@ class LossParams(Section):
     """Similarity the cluster and separation costs take: `patch` = each prototype's best patch similarity
     (max over its map, Deformable ProtoPNet's max-pooled cosine), which pulls prototypes onto real latent
     patches so that projection changes little; `pooled` = the pooled similarity of the logits (eq. 3)."""
+    fine_activation: Literal["relative", "absolute"] = "relative"
+    """What the fine-annotation loss counts as activation: `relative` = each patch similarity minus its
+    map's mean (the quantity eq. (3) pools; shifting a whole map cannot hide activation), or `absolute` =
+    the patch similarity itself (IAIA-BL's form)."""
     fine_inside: FineInsideCoefficients = DEFAULT_FINE_INSIDE
     fine_outside: FineOutsideCoefficients = DEFAULT_FINE_OUTSIDE

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
-from torch import nn
 
 from fpnpipe.classes import CLASSES, FPN_LEVELS
 from fpnpipe.config import ModelParams, PrototypeParams
@@ -23,6 +23,13 @@ Model = PrototypeNetwork | BlackBoxVGG
 """Any model `build_model` returns; all share forward / forward_features / forward_head / param_groups."""
 
 
+def border_cells(backbone: VGGBackbone, border_px: int) -> dict[int, int]:
+    """{level: number of edge cells whose centre lies within border_px of the crop's edge}: cell i of a level
+    with stride t is centred at (i + 0.5) t."""
+    strides = {lv: 224 // backbone.tap_size(lv, 224) for lv in FPN_LEVELS}
+    return {lv: max(0, math.ceil(border_px / t - 0.5)) for lv, t in strides.items()}
+
+
 def build_network(model: ModelParams, prototypes: PrototypeParams) -> Model:
     """The network of `model.arch` with freshly initialised weights (no file is read).
 
@@ -36,34 +43,26 @@ def build_network(model: ModelParams, prototypes: PrototypeParams) -> Model:
     backbone = VGGBackbone(model.width)
     num_classes = len(CLASSES)
     if model.arch == "vgg16":
-        net = BlackBoxVGG(backbone, num_classes)
-        set_padding(net, model.padding)
-        return net
+        return BlackBoxVGG(backbone, num_classes)
     per_level = prototypes.per_class.per_level()
     top_k = dict(zip(FPN_LEVELS, prototypes.top_k))
+    border = border_cells(backbone, prototypes.border_px)
     if model.arch == "fpn_iaiabl":
         neck: FeaturePyramid | AddOn = FeaturePyramid(
             {lv: backbone.out_channels[lv] for lv in FPN_LEVELS}, model.fpn_channels
         )
         layer = PrototypeLayer(
-            per_level, model.fpn_channels, top_k, similarity="cosine", focal=prototypes.similarity == "focal"
+            per_level, model.fpn_channels, top_k, similarity="cosine", focal=prototypes.similarity == "focal",
+            border=border,
         )
     else:
         top = FPN_LEVELS[-1]
         neck = AddOn(backbone.out_channels[top], model.addon_channels, level=top)
         totals = tuple(sum(counts[c] for counts in per_level.values()) for c in range(num_classes))
-        layer = PrototypeLayer({top: totals}, model.addon_channels, {top: top_k[top]}, "log_euclidean", focal=False)
+        layer = PrototypeLayer({top: totals}, model.addon_channels, {top: top_k[top]}, "log_euclidean", focal=False,
+                               border={top: border[top]})
     last = LastLayer(layer.prototype_class, num_classes, model.incorrect_class_connection)
-    net = PrototypeNetwork(model.arch, backbone, neck, layer, last)
-    set_padding(net, model.padding)
-    return net
-
-
-def set_padding(net: nn.Module, mode: str) -> None:
-    """Pad every convolution of `net` that pads at all with `mode` (zeros / reflect); weights unchanged."""
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d) and any(p > 0 for p in module.padding):
-            module.padding_mode = mode
+    return PrototypeNetwork(model.arch, backbone, neck, layer, last)
 
 
 def build_model(model: ModelParams, prototypes: PrototypeParams, *, seed: int | None = None) -> Model:

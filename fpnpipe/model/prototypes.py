@@ -74,6 +74,8 @@ class PrototypeLayer(nn.Module):
         top_k: {level: k} of the top-k pooling.
         similarity: "cosine" (eq. 2) or "log_euclidean" (IAIA-BL).
         focal: subtract the map mean after top-k pooling (eq. 3); IAIA-BL does not.
+        border: {level: n} patch cells along each edge of that level's map left out of the pooling and of
+            projection, and shown as the map's interior minimum (prototypes.border_px; default none).
 
     Global prototype order j: for level in increasing order, for class in index order, that many
     prototypes; so each level's prototypes are the contiguous rows `level_slice(level)`.
@@ -94,6 +96,7 @@ class PrototypeLayer(nn.Module):
         top_k: Mapping[int, int],
         similarity: SimilarityKind = "cosine",
         focal: bool = True,
+        border: Mapping[int, int] | None = None,
     ) -> None:
         super().__init__()
         if similarity not in ("cosine", "log_euclidean"):
@@ -109,6 +112,7 @@ class PrototypeLayer(nn.Module):
         self.top_k: dict[int, int] = {lv: int(top_k[lv]) for lv in self.levels}
         self.similarity = similarity
         self.focal = focal
+        self.border: dict[int, int] = {lv: int((border or {}).get(lv, 0)) for lv in self.levels}
 
         classes: list[int] = []
         levels: list[int] = []
@@ -158,10 +162,35 @@ class PrototypeLayer(nn.Module):
             return cosine_similarity_maps(z, prototypes)
         return log_similarity_maps(z, prototypes)
 
+    def interior(self, maps: Tensor, level: int) -> Tensor:
+        """(B, m_l, H, W) -> the maps without this level's border cells, (B, m_l, H - 2n, W - 2n)."""
+        n = self.border[level]
+        if n == 0:
+            return maps
+        if maps.shape[-2] <= 2 * n or maps.shape[-1] <= 2 * n:
+            raise ValueError(
+                f"prototypes.border_px leaves no patch of level {level}'s {maps.shape[-2]} x {maps.shape[-1]} map; "
+                "lower it or use larger crops"
+            )
+        return maps[..., n:-n, n:-n]
+
+    def fill_border(self, maps: Tensor, level: int, value: float | None = None) -> Tensor:
+        """The maps with this level's border cells set to `value`, or to each map's interior minimum
+        (so they never count as activation); unchanged without a border."""
+        n = self.border[level]
+        if n == 0:
+            return maps
+        inner = self.interior(maps, level)
+        fill = inner.amin(dim=(2, 3), keepdim=True) if value is None else torch.full_like(maps[..., :1, :1], value)
+        keep = torch.zeros(maps.shape[-2:], dtype=torch.bool, device=maps.device)
+        keep[n:-n, n:-n] = True
+        return torch.where(keep, maps, fill)
+
     def pool(self, maps: Tensor, level: int) -> Tensor:
-        """(B, m_l, H, W) -> (B, m_l): focal or plain top-k pooling with this level's k."""
+        """(B, m_l, H, W) -> (B, m_l): focal or plain top-k pooling with this level's k, over the interior."""
         k = self.top_k[level]
-        return focal_similarity(maps, k) if self.focal else topk_mean(maps, k)
+        inner = self.interior(maps, level)
+        return focal_similarity(inner, k) if self.focal else topk_mean(inner, k)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         if len(features) != len(self.levels):
@@ -176,6 +205,6 @@ class PrototypeLayer(nn.Module):
                 maps.append(z.new_zeros((z.shape[0], 0, *z.shape[-2:]), dtype=torch.float32))
                 continue
             level_maps = self.similarity_maps(z, prototypes)
-            maps.append(level_maps)
+            maps.append(self.fill_border(level_maps, level))
             pooled.append(self.pool(level_maps, level))
         return torch.cat(pooled, dim=1), tuple(maps)

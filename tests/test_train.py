@@ -1,0 +1,124 @@
+"""Training pieces: paired augmentation, per-group freezing, the stage A / C schedules, CPU determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fpnpipe.config import (
+    AugmentParams,
+    FinetuneParams,
+    LossParams,
+    ModelParams,
+    PrototypeParams,
+    TrainParams,
+    WarmupParams,
+)
+from fpnpipe.data.schema import CropSet
+from fpnpipe.losses import PrototypeLoss
+from fpnpipe.model import build_network
+from fpnpipe.train.augment import augment_pair
+from fpnpipe.train.data import CropDataset
+from fpnpipe.train.devices import setup_runtime
+from fpnpipe.train.schedule import run_finetune, run_warmup
+
+S = 32
+NO_INTENSITY = AugmentParams(gamma=(1.0, 1.0), window_jitter=0.0)
+
+
+def _crops(n: int = 16, seed: int = 0) -> CropSet:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n, dtype=np.int64) % 4
+    images = rng.random((n, S, S), dtype=np.float32) * 0.2
+    fine = np.zeros((n, S, S), np.uint8)
+    for i, y in enumerate(labels):  # a class-dependent bright square, its border as the fine annotation
+        lo = 4 + 4 * int(y)
+        images[i, lo : lo + 8, lo : lo + 8] += 0.7
+        fine[i, lo : lo + 8, lo : lo + 8] = 1
+        fine[i, lo + 2 : lo + 6, lo + 2 : lo + 6] = 0
+    return CropSet(images=images, fine=fine, has_fine=np.ones(n, bool), roi=fine.copy(), label=labels,
+                   split=np.array(["train"] * n, dtype=object),
+                   patient_id=np.array([f"P{i}" for i in range(n)], dtype=object),
+                   image_id=np.array([f"i{i}" for i in range(n)], dtype=object),
+                   source_box=np.zeros((n, 4), np.float32))
+
+
+def _net():
+    per_class = {c: (1, 1, 0, 1) for c in ("circumscribed", "indistinct", "spiculated", "negative")}
+    protos = PrototypeParams.model_validate_json(json.dumps({"per_class": per_class, "top_k": [2, 1, 1, 1]}))
+    torch.manual_seed(0)
+    return build_network(ModelParams(fpn_channels=8), protos)
+
+
+def test_augmentation_moves_image_and_mask_together():
+    gen = torch.Generator().manual_seed(3)
+    image = torch.zeros(1, S, S)
+    image[0, 5:12, 18:27] = 1.0
+    mask = (image > 0.5).to(torch.uint8)
+    params = NO_INTENSITY.model_copy(update={"affine_degrees": 0.0, "affine_translate": 0.0, "affine_scale": (1.0, 1.0)})
+    for _ in range(8):
+        aug_image, aug_mask = augment_pair(image, mask, params, gen)
+        assert torch.equal(aug_mask.bool(), aug_image > 0.5)  # flips and 90-degree turns are exact
+    aug_image, aug_mask = augment_pair(image, mask, NO_INTENSITY, torch.Generator().manual_seed(5))
+    overlap = (aug_mask.bool() & (aug_image > 0.5)).sum() / aug_mask.bool().sum()
+    assert overlap > 0.9  # the affine part resamples both with one transform
+
+
+def test_augmentation_is_fixed_by_seed_epoch_and_index():
+    dataset = CropDataset(_crops(), AugmentParams(), seed=7)
+    dataset.set_epoch(2)
+    first, again = dataset[3][0], dataset[3][0]
+    dataset.set_epoch(3)
+    assert torch.equal(first, again) and not torch.equal(first, dataset[3][0])
+
+
+def _params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_warmup_freezes_the_backbone_and_trains_the_rest():
+    net, runtime = _net(), setup_runtime(TrainParams(device="cpu"), 0)
+    loss = PrototypeLoss.for_model(LossParams(), net)
+    before = {name: _params(getattr(net, name)) for name in ("backbone", "neck", "last_layer")}
+    protos = net.prototype_layer.prototype_vectors.detach().clone()
+    data = CropDataset(_crops(), NO_INTENSITY)
+    run_warmup(net, loss, data, CropDataset(_crops(seed=1)), WarmupParams(epochs=1, batch_size=8), TrainParams(),
+               runtime, 0, lambda metrics: None)
+    assert all(torch.equal(a, b) for a, b in zip(before["backbone"], net.backbone.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before["last_layer"], net.last_layer.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before["neck"], net.neck.parameters()))
+    assert not torch.equal(protos, net.prototype_layer.prototype_vectors)
+
+
+def test_finetune_returns_a_projected_model_and_logs_every_epoch():
+    net, runtime = _net(), setup_runtime(TrainParams(device="cpu"), 0)
+    loss = PrototypeLoss.for_model(LossParams(), net)
+    train, push, val = CropDataset(_crops(), NO_INTENSITY), CropDataset(_crops()), CropDataset(_crops(seed=2))
+    logged = []
+    params = FinetuneParams(epochs=3, batch_size=8, project_every=2, last_layer_epochs=1)
+    result = run_finetune(net, loss, train, push, val, params, 8, TrainParams(), runtime, 0, logged.append)
+    assert len(logged) == 3 and result.epoch in (2, 3)
+    assert sum("projected/val/auroc_average" in m for m in logged) == 2  # after epochs 2 and 3
+    net.load_state_dict(result.state)
+    net.eval()
+    with torch.no_grad():
+        out = net(push.images[result.nearest.source])
+    for j in range(net.num_prototypes):  # every prototype of the kept model is a real training patch
+        level = int(net.prototype_level[j])
+        maps = out.activations[net.levels.index(level)]
+        r, c = result.nearest.grid[j].tolist()
+        assert maps[j, j - net.level_slice(level).start, r, c].item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_same_seed_same_weights_on_cpu():
+    weights = []
+    for _ in range(2):
+        net, runtime = _net(), setup_runtime(TrainParams(device="cpu"), 11)
+        loss = PrototypeLoss.for_model(LossParams(), net)
+        run_warmup(net, loss, CropDataset(_crops(), AugmentParams(), seed=11), CropDataset(_crops(seed=1)),
+                   WarmupParams(epochs=2, batch_size=8), TrainParams(), runtime, 11, lambda metrics: None)
+        weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    assert torch.equal(weights[0], weights[1])
