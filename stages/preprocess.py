@@ -7,10 +7,14 @@ from __future__ import annotations
 from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from stages.common import PARAMS_OPTION, fail, log, start
+
+if TYPE_CHECKING:
+    from fpnpipe.data.records import Rejection
 from stages.paths import CROPS, IMAGES
 from stages.paths import PREPROCESS_REPORT as REPORT
 
@@ -26,7 +30,6 @@ def main(
     from fpnpipe.classes import CLASSES, MARGIN_CLASSES
     from fpnpipe.data.image_table import write_image_table
     from fpnpipe.data.lesion_crops import crop_lesions, plan_jobs
-    from fpnpipe.data.records import Rejection
     from fpnpipe.data.schema import SPLITS, CropSet, write_crops
     from fpnpipe.data.sources import import_rows
     from fpnpipe.data.splits import assign_splits

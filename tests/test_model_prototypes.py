@@ -127,20 +127,16 @@ def test_set_prototypes_in_one_call():
         layer.set_prototype(1, torch.zeros(4))
 
 
-def test_border_cells_follow_each_levels_stride():
-    from fpnpipe.model.backbone import VGGBackbone
-    from fpnpipe.model.build import border_cells
-
-    backbone = VGGBackbone(0.125)
-    # strides 4, 8, 16, 16; a cell i is centred at (i + 0.5) * stride: within 20 px for i + 0.5 < 20 / stride
-    assert border_cells(backbone, 20) == {2: 5, 3: 2, 4: 1, 5: 1}
-    assert border_cells(backbone, 8) == {2: 2, 3: 1, 4: 0, 5: 0}
-    assert border_cells(backbone, 0) == {2: 0, 3: 0, 4: 0, 5: 0}
+def test_border_cells_from_the_fraction_of_the_crop_side():
+    layer = PrototypeLayer({2: (1,)}, dim=2, top_k={2: 1}, border_fraction=0.2)
+    # cell i of n is centred at (i + 0.5) / n of the side: left out while that is below 0.2
+    assert [layer.border_cells(n) for n in (24, 12, 6, 2)] == [5, 2, 1, 0]
+    assert PrototypeLayer({2: (1,)}, dim=2, top_k={2: 1}).border_cells(24) == 0
 
 
 def test_border_cells_take_no_part_in_pooling_and_show_no_activation():
     torch.manual_seed(1)
-    layer = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, border={3: 1})
+    layer = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, border_fraction=0.2)  # 1 cell of a 6 x 6 map
     z = torch.randn(2, 4, 6, 6)
     maps = cosine_similarity_maps(z, layer.prototype_vectors)
     pooled, (shown,) = layer([z])
@@ -155,6 +151,6 @@ def test_border_cells_take_no_part_in_pooling_and_show_no_activation():
 
 
 def test_a_border_that_leaves_no_patch_is_a_clear_error():
-    layer = PrototypeLayer({5: (1,)}, dim=3, top_k={5: 1}, border={5: 3})
-    with pytest.raises(ValueError, match="prototypes.border_px"):
+    layer = PrototypeLayer({5: (1,)}, dim=3, top_k={5: 1}, border_fraction=0.45)  # 3 of 6 cells per edge
+    with pytest.raises(ValueError, match="prototypes.border_fraction"):
         layer([torch.randn(1, 3, 6, 6)])

@@ -36,9 +36,9 @@ def _crops(n: int = 10, seed: int = 0) -> CropSet:
     )
 
 
-def _model(border_px: int = 0):
+def _model(border_fraction: float = 0.0):
     per_class = {c: (1, 1, 0, 2) for c in ("circumscribed", "indistinct", "spiculated", "negative")}
-    protos = PrototypeParams.model_validate_json(json.dumps({"per_class": per_class, "top_k": [2, 1, 1, 1], "border_px": border_px}))
+    protos = PrototypeParams.model_validate_json(json.dumps({"per_class": per_class, "top_k": [2, 1, 1, 1], "border_fraction": border_fraction}))
     torch.manual_seed(0)
     return build_network(ModelParams(fpn_channels=8), protos).eval()
 
@@ -49,7 +49,7 @@ def _brute_force(model, images: torch.Tensor, labels: np.ndarray):
         features = model.forward_features(images)
     best = {}
     for level, z in zip(model.levels, features):
-        n = model.prototype_layer.border[level]
+        n = model.prototype_layer.border_cells(z.shape[2])
         rows = model.level_slice(level)
         for j in range(rows.start, rows.stop):
             p = model.prototype_layer.prototype_vectors[j].detach()
@@ -67,9 +67,9 @@ def _brute_force(model, images: torch.Tensor, labels: np.ndarray):
     return best
 
 
-@pytest.mark.parametrize("border_px", [0, 8])
-def test_batched_projection_matches_a_brute_force_search(border_px):
-    model = _model(border_px)
+@pytest.mark.parametrize("border_fraction", [0.0, 0.25])
+def test_batched_projection_matches_a_brute_force_search(border_fraction):
+    model = _model(border_fraction)
     crops = _crops()
     dataset = CropDataset(crops)
     runtime = setup_runtime(TrainParams(device="cpu"), 0)
@@ -83,7 +83,7 @@ def test_batched_projection_matches_a_brute_force_search(border_px):
 
 
 def test_projected_model_and_its_record():
-    model = _model(8)
+    model = _model(0.25)
     crops = _crops()
     dataset = CropDataset(crops)
     runtime = setup_runtime(TrainParams(device="cpu"), 0)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fpnpipe.classes import MARGIN_CLASSES, NORMAL_LABEL
 from fpnpipe.config import ConfigError, Params, SynthParams, parse_params
 from fpnpipe.data.phantom import PixelEncoding, draw_mass, power_law_noise, render_mass, skewed_draw
-from fpnpipe.data.synthetic import BLOCK, LABELS, assign_labels, plan_views, render_view
+from fpnpipe.data.synthetic import BLOCK, assign_labels, plan_views, render_view
 from stages.synth import main as synth_main
 from stages.synth import write_dataset
 

@@ -54,7 +54,7 @@ class SynthParams(Section):
     background_beta: FloatRange = (2.7, 3.4)
     blur_sigma_px: FloatRange = (0.5, 1.0)
     noise: float = Field(0.01, ge=0, le=1)
-    difficulty: float = Field(0.5, ge=0, le=1)
+    difficulty: float = Field(0.4, ge=0, le=1)
 
     @field_validator("views_per_patient", "lesion_radius_px", "lesion_contrast", "background_beta", "blur_sigma_px")
     @classmethod

@@ -96,15 +96,15 @@ class PrototypeParams(Section):
     similarity: `focal` = equation (3), top-k mean minus the mean over the map (ProtoPool's focal
     similarity); `topk` = the top-k mean alone (IAIA-BL's pooling applied to the cosine maps). The iaiabl
     baseline always uses IAIA-BL's log-distance similarity with top-k pooling and ignores this key.
-    border_px: patches whose centre lies closer than this to the crop's edge take no part in pooling or
-    projection (0 = every patch, as in the paper). Zero padding marks edge patches; with small crops and no
+    border_fraction: patches whose centre lies within this fraction of the crop side from its edge take no
+    part in pooling or projection (0 = every patch, as in the paper; 0.2 at context 1.6 leaves the lesion box). Zero padding marks edge patches; with small crops and no
     pretrained weights, prototypes can settle there, where every class looks alike, instead of on margins.
     """
 
     per_class: PrototypesPerClass = PrototypesPerClass()
     top_k: PerLevel = (4, 2, 1, 1)
     similarity: Literal["focal", "topk"] = "focal"
-    border_px: int = Field(0, ge=0, le=1024)
+    border_fraction: float = Field(0.2, ge=0, lt=0.5)
 
     @field_validator("top_k")
     @classmethod
@@ -161,9 +161,9 @@ class LossParams(Section):
     for activation inside / outside the fine annotation."""
 
     lambda_clust: Lambda = 0.8
-    lambda_sep: Lambda = 0.08
+    lambda_sep: Lambda = 0.4
     lambda_ortho: Lambda = 0.1
-    lambda_fine: Lambda = 0.2
+    lambda_fine: Lambda = 1.0
     lambda_l1: Lambda = 1e-4
     cluster_similarity: Literal["patch", "pooled"] = "patch"
     """Similarity the cluster and separation costs take: `patch` = each prototype's best patch similarity

@@ -60,7 +60,7 @@ class WarmupLr(Section):
 class WarmupParams(Section):
     """Stage A: backbone frozen."""
 
-    epochs: int = Field(10, ge=0, le=10_000)
+    epochs: int = Field(5, ge=0, le=10_000)
     batch_size: int = Field(32, ge=1, le=4096)
     lr: WarmupLr = WarmupLr()
     optimizer: OptimizerParams = OptimizerParams()
@@ -75,7 +75,7 @@ class ProjectParams(Section):
 
 
 class FinetuneLr(Section):
-    backbone: float = Field(1e-4, ge=0)
+    backbone: float = Field(1e-3, ge=0)
     fpn: float = Field(1e-3, ge=0)
     prototypes: float = Field(1e-3, ge=0)
     last_layer: float = Field(1e-3, ge=0)
@@ -84,11 +84,11 @@ class FinetuneLr(Section):
 class FinetuneParams(Section):
     """Stage C: all layers trainable, alternating with projection and last-layer phases."""
 
-    epochs: int = Field(10, ge=1, le=10_000)
+    epochs: int = Field(40, ge=1, le=10_000)
     batch_size: int = Field(32, ge=1, le=4096)
     lr: FinetuneLr = FinetuneLr()
     optimizer: OptimizerParams = OptimizerParams()
     scheduler: SchedulerParams = SchedulerParams()
-    project_every: int = Field(5, ge=1)
+    project_every: int = Field(10, ge=1)
     last_layer_epochs: int = Field(3, ge=0)
     last_layer_lr: float = Field(1e-3, ge=0)

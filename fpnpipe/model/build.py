@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 
@@ -23,13 +22,6 @@ Model = PrototypeNetwork | BlackBoxVGG
 """Any model `build_model` returns; all share forward / forward_features / forward_head / param_groups."""
 
 
-def border_cells(backbone: VGGBackbone, border_px: int) -> dict[int, int]:
-    """{level: number of edge cells whose centre lies within border_px of the crop's edge}: cell i of a level
-    with stride t is centred at (i + 0.5) t."""
-    strides = {lv: 224 // backbone.tap_size(lv, 224) for lv in FPN_LEVELS}
-    return {lv: max(0, math.ceil(border_px / t - 0.5)) for lv, t in strides.items()}
-
-
 def build_network(model: ModelParams, prototypes: PrototypeParams) -> Model:
     """The network of `model.arch` with freshly initialised weights (no file is read).
 
@@ -46,21 +38,20 @@ def build_network(model: ModelParams, prototypes: PrototypeParams) -> Model:
         return BlackBoxVGG(backbone, num_classes)
     per_level = prototypes.per_class.per_level()
     top_k = dict(zip(FPN_LEVELS, prototypes.top_k))
-    border = border_cells(backbone, prototypes.border_px)
     if model.arch == "fpn_iaiabl":
         neck: FeaturePyramid | AddOn = FeaturePyramid(
             {lv: backbone.out_channels[lv] for lv in FPN_LEVELS}, model.fpn_channels
         )
         layer = PrototypeLayer(
             per_level, model.fpn_channels, top_k, similarity="cosine", focal=prototypes.similarity == "focal",
-            border=border,
+            border_fraction=prototypes.border_fraction,
         )
     else:
         top = FPN_LEVELS[-1]
         neck = AddOn(backbone.out_channels[top], model.addon_channels, level=top)
         totals = tuple(sum(counts[c] for counts in per_level.values()) for c in range(num_classes))
         layer = PrototypeLayer({top: totals}, model.addon_channels, {top: top_k[top]}, "log_euclidean", focal=False,
-                               border={top: border[top]})
+                               border_fraction=prototypes.border_fraction)
     last = LastLayer(layer.prototype_class, num_classes, model.incorrect_class_connection)
     return PrototypeNetwork(model.arch, backbone, neck, layer, last)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -74,8 +75,9 @@ class PrototypeLayer(nn.Module):
         top_k: {level: k} of the top-k pooling.
         similarity: "cosine" (eq. 2) or "log_euclidean" (IAIA-BL).
         focal: subtract the map mean after top-k pooling (eq. 3); IAIA-BL does not.
-        border: {level: n} patch cells along each edge of that level's map left out of the pooling and of
-            projection, and shown as the map's interior minimum (prototypes.border_px; default none).
+        border_fraction: the patches whose centre lies within this fraction of the crop side from its edge
+            take no part in pooling or projection and show as the map's interior minimum
+            (prototypes.border_fraction; 0 = none, as in the paper).
 
     Global prototype order j: for level in increasing order, for class in index order, that many
     prototypes; so each level's prototypes are the contiguous rows `level_slice(level)`.
@@ -96,7 +98,7 @@ class PrototypeLayer(nn.Module):
         top_k: Mapping[int, int],
         similarity: SimilarityKind = "cosine",
         focal: bool = True,
-        border: Mapping[int, int] | None = None,
+        border_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         if similarity not in ("cosine", "log_euclidean"):
@@ -112,7 +114,9 @@ class PrototypeLayer(nn.Module):
         self.top_k: dict[int, int] = {lv: int(top_k[lv]) for lv in self.levels}
         self.similarity = similarity
         self.focal = focal
-        self.border: dict[int, int] = {lv: int((border or {}).get(lv, 0)) for lv in self.levels}
+        if not 0 <= border_fraction < 0.5:
+            raise ValueError(f"prototypes.border_fraction must lie in [0, 0.5), got {border_fraction}")
+        self.border_fraction = border_fraction
 
         classes: list[int] = []
         levels: list[int] = []
@@ -162,34 +166,39 @@ class PrototypeLayer(nn.Module):
             return cosine_similarity_maps(z, prototypes)
         return log_similarity_maps(z, prototypes)
 
-    def interior(self, maps: Tensor, level: int) -> Tensor:
-        """(B, m_l, H, W) -> the maps without this level's border cells, (B, m_l, H - 2n, W - 2n)."""
-        n = self.border[level]
-        if n == 0:
-            return maps
-        if maps.shape[-2] <= 2 * n or maps.shape[-1] <= 2 * n:
-            raise ValueError(
-                f"prototypes.border_px leaves no patch of level {level}'s {maps.shape[-2]} x {maps.shape[-1]} map; "
-                "lower it or use larger crops"
-            )
-        return maps[..., n:-n, n:-n]
+    def border_cells(self, cells: int) -> int:
+        """Edge cells left out of a map `cells` wide: cell i is centred at (i + 0.5) / cells of the crop side."""
+        return max(0, math.ceil(self.border_fraction * cells - 0.5))
 
-    def fill_border(self, maps: Tensor, level: int, value: float | None = None) -> Tensor:
-        """The maps with this level's border cells set to `value`, or to each map's interior minimum
-        (so they never count as activation); unchanged without a border."""
-        n = self.border[level]
-        if n == 0:
+    def interior(self, maps: Tensor) -> Tensor:
+        """(B, m_l, H, W) -> the maps without their border cells."""
+        h, w = maps.shape[-2:]
+        nh, nw = self.border_cells(h), self.border_cells(w)
+        if nh == nw == 0:
             return maps
-        inner = self.interior(maps, level)
+        if h <= 2 * nh or w <= 2 * nw:
+            raise ValueError(
+                f"prototypes.border_fraction leaves no patch of a {h} x {w} map; lower it or use larger crops"
+            )
+        return maps[..., nh : h - nh, nw : w - nw]
+
+    def fill_border(self, maps: Tensor, value: float | None = None) -> Tensor:
+        """The maps with their border cells set to `value`, or to each map's interior minimum (so they never
+        count as activation); unchanged without a border."""
+        h, w = maps.shape[-2:]
+        nh, nw = self.border_cells(h), self.border_cells(w)
+        if nh == nw == 0:
+            return maps
+        inner = self.interior(maps)
         fill = inner.amin(dim=(2, 3), keepdim=True) if value is None else torch.full_like(maps[..., :1, :1], value)
-        keep = torch.zeros(maps.shape[-2:], dtype=torch.bool, device=maps.device)
-        keep[n:-n, n:-n] = True
+        keep = torch.zeros((h, w), dtype=torch.bool, device=maps.device)
+        keep[nh : h - nh, nw : w - nw] = True
         return torch.where(keep, maps, fill)
 
     def pool(self, maps: Tensor, level: int) -> Tensor:
         """(B, m_l, H, W) -> (B, m_l): focal or plain top-k pooling with this level's k, over the interior."""
         k = self.top_k[level]
-        inner = self.interior(maps, level)
+        inner = self.interior(maps)
         return focal_similarity(inner, k) if self.focal else topk_mean(inner, k)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -205,6 +214,6 @@ class PrototypeLayer(nn.Module):
                 maps.append(z.new_zeros((z.shape[0], 0, *z.shape[-2:]), dtype=torch.float32))
                 continue
             level_maps = self.similarity_maps(z, prototypes)
-            maps.append(self.fill_border(level_maps, level))
+            maps.append(self.fill_border(level_maps))
             pooled.append(self.pool(level_maps, level))
         return torch.cat(pooled, dim=1), tuple(maps)

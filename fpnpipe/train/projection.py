@@ -57,7 +57,7 @@ def find_nearest_patches(model: PrototypeNetwork, loader: DataLoader, runtime: R
                 continue
             z = z.float()
             maps = model.prototype_layer.similarity_maps(z, prototypes.float())  # (B, m_l, H, W)
-            maps = model.prototype_layer.fill_border(maps, level, float("-inf"))  # edge cells never win
+            maps = model.prototype_layer.fill_border(maps, float("-inf"))  # edge cells never win
             own = b.labels[:, None] == proto_class[rows][None, :]  # (B, m_l)
             maps = maps.masked_fill(~own[:, :, None, None], float("-inf"))
             n, m_l, h, w = maps.shape

@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -146,7 +145,8 @@ def run_finetune(
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 best = FinetuneResult(state, copy.deepcopy(nearest), epoch + 1, val)
         on_epoch(metrics)
-    assert best is not None  # the last epoch always projects
+    if best is None:  # unreachable: the last epoch always projects
+        raise RuntimeError("fine-tuning ended without a projected model")
     log.info("selected the projected model of epoch %d (val AUROC %.3f)", best.epoch, best.val["auroc_average"])
     return best
 
@@ -154,7 +154,3 @@ def run_finetune(
 def _no_patches() -> NearestPatches:
     empty = torch.zeros(0)
     return NearestPatches(empty, empty.long(), torch.zeros((0, 2), dtype=torch.long), torch.zeros((0, 0)))
-
-
-def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
-    return np.bincount(labels, minlength=num_classes).tolist()
