@@ -11,7 +11,7 @@ At full width and 224 px with d = 256 the pyramid and prototype layer add about 
 the target is a ratio <= 1.30. On CUDA the step runs under bf16 autocast; tensors are channels_last on
 every device unless --contiguous asks for NCHW on the CPU.
 
-    python bench/train_step.py                       # full width, 224 px, batch 2, CPU (a few minutes on 2 cores)
+    python bench/train_step.py                       # full width, 224 px, batch 2, CPU (about half a minute on 2 cores)
     python bench/train_step.py --device cuda --batch 32
     python bench/train_step.py --width 0.125 --size 96 --fpn-channels 64   # the quickstart profile
     python bench/train_step.py --threads 1           # on a CPU that other busy processes share
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=224, help="crop side in pixels, multiple of 16 (default 224)")
     parser.add_argument("--batch", type=int, default=2, help="images per step (default 2)")
     parser.add_argument("--fpn-channels", type=int, default=256, help="model.fpn_channels d (default 256)")
-    parser.add_argument("--reps", type=int, default=5, help="timed steps per model (default 5)")
+    parser.add_argument("--reps", type=int, default=10, help="timed steps per model (default 10)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first (default 1)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
