@@ -28,34 +28,21 @@ def main(params: Path = PARAMS_OPTION) -> None:
 
     from fpnpipe.atomic import atomic_dir, write_json, write_text
     from fpnpipe.explain.cases import case_record, choose_cases, explain_images
-    from fpnpipe.explain.consistency import record_crop_size, record_mismatch
+    from fpnpipe.explain.consistency import ExplainInputError, load_model_and_record
     from fpnpipe.explain.drawing import activation_scale
     from fpnpipe.explain.figures import case_figure, save_figure
     from fpnpipe.explain.gallery import gallery_figure, gallery_levels
     from fpnpipe.explain.html import render_index, report_document
     from fpnpipe.explain.text import safe_name
-    from fpnpipe.model import CheckpointError, load_checkpoint
     from fpnpipe.train.data import CropDataset, make_loader
     from fpnpipe.train.devices import setup_runtime
     from fpnpipe.train.loop import predict
-    from fpnpipe.train.record_io import read_projection_record
 
     runtime = setup_runtime(p.train, p.seed)
     try:
-        model, _ = load_checkpoint(FINAL_MODEL)
-    except CheckpointError as exc:
+        model, record = load_model_and_record(FINAL_MODEL, FINAL_RECORD, p.crop.size)
+    except ExplainInputError as exc:
         fail(f"explain: {exc}")
-    record = None
-    if model.has_prototypes:
-        try:
-            record = read_projection_record(FINAL_RECORD)
-        except (ValueError, OSError) as exc:
-            fail(f"explain: {exc}")
-        problem = record_mismatch(record, model)
-        if problem:
-            fail(f"explain: {FINAL_RECORD} does not describe {FINAL_MODEL}: {problem}; rerun finetune")
-        if record_crop_size(record) != p.crop.size:
-            fail(f"explain: {FINAL_RECORD} holds {record_crop_size(record)} px crops but crop.size is {p.crop.size}")
     model = runtime.prepare(model)
 
     loader = make_loader(CropDataset(test), p.explain.batch_size, shuffle=False, pin_memory=runtime.pin_memory)

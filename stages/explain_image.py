@@ -31,35 +31,21 @@ def main(
         fail("explain-image: give exactly one of --box x0,y0,x1,y1 or --roi MASK", code=2)
 
     from fpnpipe.explain.cases import explain_images
-    from fpnpipe.explain.consistency import record_crop_size, record_mismatch
+    from fpnpipe.explain.consistency import ExplainInputError, load_model_and_record
     from fpnpipe.explain.drawing import activation_scale
     from fpnpipe.explain.figures import case_figure, save_figure
     from fpnpipe.explain.single import NewImageError, crop_new_image, parse_box
     from fpnpipe.explain.text import probability_table, safe_name
-    from fpnpipe.model import CheckpointError, load_checkpoint
-    from fpnpipe.train.record_io import read_projection_record
 
     try:
         lesion_box = parse_box(box) if box is not None else None
     except NewImageError as exc:
         fail(f"explain-image: {exc}", code=2)
     try:
-        model, _ = load_checkpoint(model_path)
-    except CheckpointError as exc:
+        model, record = load_model_and_record(model_path, record_path, p.crop.size)
+    except ExplainInputError as exc:
         fail(f"explain-image: {exc}")
-    record = None
-    if model.has_prototypes or record_path.exists():
-        try:
-            record = read_projection_record(record_path)
-        except (ValueError, OSError) as exc:
-            fail(f"explain-image: {exc}")
-        problem = record_mismatch(record, model)
-        if problem:
-            fail(f"explain-image: {record_path} does not describe {model_path}: {problem}")
-        if record_crop_size(record) != p.crop.size:
-            fail(f"explain-image: the model was trained on {record_crop_size(record)} px crops ({record_path}) but "
-                 f"crop.size is {p.crop.size} in {params}; set crop.size to {record_crop_size(record)}")
-    else:
+    if record is None and not record_path.exists():
         log.warning("explain-image: %s has no prototypes and %s is absent: the crop size cannot be checked "
                     "against the model's training crops", model_path, record_path)
 

@@ -16,9 +16,8 @@ from fpnpipe.data.cbis import CBIS_COLUMNS, label_counts, read_cbis
 from fpnpipe.data.dicom_write import write_dicom
 from fpnpipe.data.manifest import ManifestError
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cbis-ddsm"
+REAL = Path(__file__).resolve().parent / "fixtures" / "cbis-ddsm"
 REAL_CSVS = [REAL / "mass_case_description_train_set.csv", REAL / "mass_case_description_test_set.csv"]
-needs_real = pytest.mark.skipif(not all(p.is_file() for p in REAL_CSVS), reason="real CBIS-DDSM CSVs not present")
 
 # Reference facts (data-sources notes): rows whose margin is exactly one target class, per official set.
 REFERENCE = {
@@ -28,7 +27,6 @@ REFERENCE = {
 ROWS_PER_SET = {"train": 1318, "test": 378}
 
 
-@needs_real
 def test_real_csvs_label_accounting() -> None:
     counts = label_counts(REAL_CSVS, DEFAULT_LABEL_MAP)
     for name, expected in REFERENCE.items():
@@ -39,7 +37,6 @@ def test_real_csvs_label_accounting() -> None:
     assert "ILL_DEFINED-SPICULATED" in counts["train"].dropped
 
 
-@needs_real
 def test_real_csvs_without_images_reject_every_row(tmp_path: Path) -> None:
     rows, rejections = read_cbis(REAL_CSVS, tmp_path, DEFAULT_LABEL_MAP)
     assert rows == []
