@@ -20,6 +20,8 @@ PARAMS_OPTION = typer.Option(
 
 if TYPE_CHECKING:
     from fpnpipe.data.schema import CropSet
+    from fpnpipe.model import Model
+    from fpnpipe.train.devices import Runtime
 
 log = logging.getLogger("fpnpipe")
 
@@ -77,3 +79,16 @@ def load_sets(params: Params, splits: tuple[str, ...]) -> dict[str, "CropSet"]:
         if len(crops) == 0:
             fail(f"the {split} split is empty; check split.* params and reports/preprocess.json")
     return sets
+
+
+def load_trained(stage: str, path: Path, params: Params) -> tuple["Runtime", "Model", dict]:
+    """Seed and pick the device, then load the checkpoint at `path` onto it; fails naming the file."""
+    from fpnpipe.model import CheckpointError, load_checkpoint
+    from fpnpipe.train.devices import setup_runtime
+
+    runtime = setup_runtime(params.train, params.seed)
+    try:
+        model, extra = load_checkpoint(path)
+    except CheckpointError as exc:
+        fail(f"{stage}: {exc}")
+    return runtime, runtime.prepare(model), extra

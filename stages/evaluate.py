@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import PARAMS_OPTION, fail, load_sets, log, start
+from stages.common import PARAMS_OPTION, load_sets, load_trained, log, start
 from stages.paths import FINAL_MODEL, METRICS, PLOTS
 
 
@@ -20,17 +20,10 @@ def main(params: Path = PARAMS_OPTION) -> None:
     from fpnpipe.evaluate.bootstrap import bootstrap_auroc_ci
     from fpnpipe.evaluate.plots import confusion_rows, roc_curve_tables
     from fpnpipe.evaluate.report import classification_metrics, nan_to_none
-    from fpnpipe.model import CheckpointError, load_checkpoint
     from fpnpipe.train.data import CropDataset, make_loader
-    from fpnpipe.train.devices import setup_runtime
     from fpnpipe.train.loop import predict
 
-    runtime = setup_runtime(p.train, p.seed)
-    try:
-        model, _ = load_checkpoint(FINAL_MODEL)
-    except CheckpointError as exc:
-        fail(f"evaluate: {exc}")
-    model = runtime.prepare(model)
+    runtime, model, _ = load_trained("evaluate", FINAL_MODEL, p)
     dataset = CropDataset(test)
     loader = make_loader(dataset, p.eval.batch_size, shuffle=False, pin_memory=runtime.pin_memory)
     probs, labels = predict(model, loader, runtime)

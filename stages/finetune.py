@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import PARAMS_OPTION, fail, live_epochs, load_sets, log, start
+from stages.common import PARAMS_OPTION, live_epochs, load_sets, load_trained, log, start
 from stages.paths import FINAL_MODEL, FINAL_RECORD, FINETUNE_LIVE, PROJECTED_MODEL
 
 
@@ -16,19 +16,13 @@ def main(params: Path = PARAMS_OPTION) -> None:
     sets = load_sets(p, ("train", "val"))
 
     from fpnpipe.losses import PrototypeLoss
-    from fpnpipe.model import CheckpointError, load_checkpoint, save_checkpoint
+    from fpnpipe.model import save_checkpoint
     from fpnpipe.train.data import CropDataset
-    from fpnpipe.train.devices import setup_runtime
     from fpnpipe.train.projection import projection_record
     from fpnpipe.train.record_io import empty_record, write_projection_record
     from fpnpipe.train.schedule import run_finetune
 
-    runtime = setup_runtime(p.train, p.seed)
-    try:
-        model, extra = load_checkpoint(PROJECTED_MODEL)
-    except CheckpointError as exc:
-        fail(f"finetune: {exc}")
-    model = runtime.prepare(model)
+    runtime, model, extra = load_trained("finetune", PROJECTED_MODEL, p)
     loss_fn = PrototypeLoss.for_model(p.loss, model)
     train_set = CropDataset(sets["train"], p.augment, seed=p.seed)
     push_set = CropDataset(sets["train"])

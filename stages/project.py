@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import PARAMS_OPTION, fail, load_sets, log, start
+from stages.common import PARAMS_OPTION, load_sets, load_trained, log, start
 from stages.paths import PROJECTED_MODEL, PROJECTED_RECORD, WARMUP_MODEL
 
 
@@ -14,19 +14,13 @@ def main(params: Path = PARAMS_OPTION) -> None:
     p = start("project", params)
     sets = load_sets(p, ("train",))
 
-    from fpnpipe.model import CheckpointError, load_checkpoint, save_checkpoint
+    from fpnpipe.model import save_checkpoint
     from fpnpipe.train.data import CropDataset
-    from fpnpipe.train.devices import setup_runtime
     from fpnpipe.train.projection import projection_record
     from fpnpipe.train.record_io import empty_record, write_projection_record
     from fpnpipe.train.schedule import project
 
-    runtime = setup_runtime(p.train, p.seed)
-    try:
-        model, extra = load_checkpoint(WARMUP_MODEL)
-    except CheckpointError as exc:
-        fail(f"project: {exc}")
-    model = runtime.prepare(model)
+    runtime, model, extra = load_trained("project", WARMUP_MODEL, p)
     push_set = CropDataset(sets["train"])
     if getattr(model, "has_prototypes", False):
         nearest = project(model, push_set, p.project.batch_size, p.train, runtime)
