@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fpnpipe.config import LossParams
+from fpnpipe.metrics.activation import upsample_maps
 from fpnpipe.model.head import class_identity
 from fpnpipe.model.network import PrototypeOutput
 
@@ -142,7 +143,7 @@ def _fine_annotation_loss(
         maps = maps.float()
         if relative:
             maps = maps - maps.mean(dim=(2, 3), keepdim=True)
-        a = F.relu(F.interpolate(maps, size=size, mode="bilinear", align_corners=False))
+        a = F.relu(upsample_maps(maps, (int(size[0]), int(size[1]))))
         # squared Frobenius norm inside and outside in one pass: (B, m_l, S*S) x (B, S*S, 2) -> (B, m_l, 2)
         energies.append(torch.bmm(a.square().flatten(2), regions.transpose(1, 2)))
     rms = _sqrt_with_zero_grad_at_zero(torch.cat(energies, dim=1) / pixels)  # (B, m, 2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, fail, load_sets, log, start
-from stages.paths import EXPLANATIONS, FINAL_MODEL, FINAL_RECORD
+from stages.paths import EXPLANATIONS, FINAL_MODEL, FINAL_RECORD, METRICS
 
 _SELECTION = (
     "Cases are chosen deterministically from the test split: one case per true class in turn, each class "
@@ -34,6 +34,7 @@ def main(params: Path = PARAMS_OPTION) -> None:
     from fpnpipe.explain.gallery import gallery_figure, gallery_levels
     from fpnpipe.explain.html import render_index, report_document
     from fpnpipe.explain.text import safe_name
+    from fpnpipe.metrics.warnings import metric_warnings
     from fpnpipe.train.data import CropDataset, make_loader
     from fpnpipe.train.devices import setup_runtime
     from fpnpipe.train.loop import predict
@@ -71,10 +72,24 @@ def main(params: Path = PARAMS_OPTION) -> None:
         else:
             entries = [case_record(case, None) for case in cases]
         note = None if record is not None else _NO_PROTOTYPES.format(arch=model.arch)
+        metrics = _read_metrics()
         document = report_document(model.arch, n_prototypes, len(test), _SELECTION.format(n=p.explain.n_cases),
-                                   note, entries, gallery)
+                                   note, entries, gallery, metrics, metric_warnings(metrics) if metrics else ())
         write_json(tmp / "cases.json", document)
         write_text(tmp / "index.html", render_index(document))
     correct = sum(bool(e["correct"]) for e in entries)
     log.info("explain: %d cases (%d correct, %d wrong), %d gallery figures: %s/index.html",
              len(entries), correct, len(entries) - correct, len(gallery), EXPLANATIONS)
+
+
+def _read_metrics() -> dict | None:
+    """reports/metrics.json of the evaluate stage, or None (with a log line) when it is absent."""
+    import json
+
+    try:
+        return json.loads(METRICS.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        log.warning("explain: %s not found: the page will show no test metrics (run evaluate first)", METRICS)
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        fail(f"explain: cannot read {METRICS}: {exc}")

@@ -18,5 +18,6 @@ WARMUP_LIVE = Path("dvclive/warmup")
 FINETUNE_LIVE = Path("dvclive/finetune")
 
 METRICS = Path("reports/metrics.json")
+PREDICTIONS = Path("reports/predictions.csv")
 PLOTS = Path("reports/plots")
 EXPLANATIONS = Path("reports/explanations")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fpnpipe.classes import CLASSES, NEGATIVE_INDEX
-from fpnpipe.evaluate.interpretability import high_activation_box, upsample_activation
+from fpnpipe.metrics.activation import high_activation_box, upsample_activation
 from fpnpipe.explain.cases import case_record, choose_cases, explain_images
 from fpnpipe.explain.text import caption, probability_table, safe_name
 from tests.test_explain_stage import SIZE, tiny_crops, tiny_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fpnpipe.evaluate.interpretability import (
+from fpnpipe.metrics.activation import (
     activation_area,
     activation_area_batch,
     activation_precision,

@@ -11,7 +11,7 @@ import torch
 
 from fpnpipe.config import ModelParams, PrototypeParams, TrainParams
 from fpnpipe.data.schema import CropSet
-from fpnpipe.evaluate.interpretability import high_activation_box
+from fpnpipe.metrics.activation import high_activation_box
 from fpnpipe.model import build_network
 from fpnpipe.train.data import CropDataset, make_loader
 from fpnpipe.train.devices import setup_runtime

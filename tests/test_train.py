@@ -122,3 +122,45 @@ def test_same_seed_same_weights_on_cpu():
                    WarmupParams(epochs=2, batch_size=8), TrainParams(), runtime, 11, lambda metrics: None)
         weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
     assert torch.equal(weights[0], weights[1])
+
+
+def test_balanced_epochs_draw_every_class_equally_and_deterministically():
+    from fpnpipe.train.data import epoch_order
+
+    labels = np.r_[np.zeros(10, int), np.ones(20, int), np.full(30, 2), np.full(540, 3)]  # negatives 90%
+    draws = np.concatenate([epoch_order(labels, seed=0, epoch=e, balance=True) for e in range(20)])
+    shares = np.bincount(labels[draws], minlength=4) / draws.size
+    assert np.all(np.abs(shares - 0.25) < 0.02), shares
+    np.testing.assert_array_equal(epoch_order(labels, 0, 3, True), epoch_order(labels, 0, 3, True))
+    assert not np.array_equal(epoch_order(labels, 0, 3, True), epoch_order(labels, 0, 4, True))
+    plain = epoch_order(labels, seed=0, epoch=0, balance=False)
+    np.testing.assert_array_equal(np.sort(plain), np.arange(labels.size))  # each crop once
+
+
+def test_a_crop_drawn_twice_in_an_epoch_gets_two_augmentations():
+    dataset = CropDataset(_crops(), AugmentParams(), seed=7)
+    first, second = dataset[(3, 0)][0], dataset[(3, 1)][0]
+    assert not torch.equal(first, second)
+    assert torch.equal(dataset[(3, 1)][0], second)
+
+
+def test_validation_and_model_selection_read_the_margin_auroc_among_lesions():
+    from fpnpipe.metrics.classification import all_crops_auroc_table, detection_auroc, margin_auroc_table
+    from fpnpipe.train.data import make_loader
+    from fpnpipe.train.loop import predict
+    from fpnpipe.train.schedule import selection_key, validate
+
+    net, runtime = _net(), setup_runtime(TrainParams(device="cpu"), 0)
+    loader = make_loader(CropDataset(_crops(n=24, seed=3)), 8, shuffle=False)
+    val = validate(net, loader, runtime)
+    probs, labels = predict(net, loader, runtime)
+    assert val["auroc_average"] == margin_auroc_table(labels, probs)["average"]
+    assert val["auroc_average"] != all_crops_auroc_table(labels, probs)["average"]
+    assert val["detection_auroc"] == detection_auroc(labels, probs)
+    # selection: margin AUROC first; detection only breaks ties; undefined counts as -1
+    assert selection_key({"auroc_average": 0.8, "detection_auroc": 0.5}) > selection_key(
+        {"auroc_average": 0.7, "detection_auroc": 1.0})
+    assert selection_key({"auroc_average": 0.8, "detection_auroc": 0.9}) > selection_key(
+        {"auroc_average": 0.8, "detection_auroc": 0.6})
+    assert selection_key({"auroc_average": float("nan"), "detection_auroc": 1.0}) < selection_key(
+        {"auroc_average": 0.1, "detection_auroc": 0.0})

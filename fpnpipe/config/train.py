@@ -15,6 +15,10 @@ class TrainParams(Section):
 
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     num_workers: int = Field(0, ge=0, le=64)
+    balance_classes: bool = True
+    """Each training epoch draws its crops with replacement so that every class is equally likely (a
+    negative class that outnumbers the lesions would otherwise pull the arg-max to "negative"); false =
+    every crop once per epoch, in a seeded random order."""
     bf16: bool = True
     channels_last: bool = True
 

@@ -1,4 +1,4 @@
-"""Rows for DVC plots: one-vs-rest ROC curves (linear template, x=fpr, y=tpr) and confusion pairs.
+"""Rows for DVC plots: ROC curves (linear template, x=fpr, y=tpr) and confusion pairs.
 
 Shapes: labels (N,) int in [0, C); probs (N, C).
 """
@@ -9,37 +9,37 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from fpnpipe.classes import CLASSES
-from fpnpipe.evaluate.metrics import check_predictions, predicted_labels
+from fpnpipe.metrics.classification import (
+    AurocTask,
+    check_predictions,
+    detection_task,
+    margin_tasks,
+    predicted_labels,
+)
+
+
+def task_roc_points(task: AurocTask) -> list[dict[str, float]]:
+    """ROC points [{"fpr", "tpr"}, ...] of one AUROC task, from (0, 0) to (1, 1); empty when the task has
+    no positives or no negatives. Thresholds are left out (the first one is +inf, which JSON cannot hold)."""
+    positive, scores = task.positive[task.included], task.scores[task.included]
+    if not positive.any() or positive.all():
+        return []
+    fpr, tpr, _ = roc_curve(positive, scores)
+    return [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr, strict=True)]
 
 
 def roc_curve_tables(labels: np.ndarray, probs: np.ndarray) -> dict[str, list[dict[str, float]]]:
-    """{class name: [{"fpr", "tpr"}, ...]} one-vs-rest ROC points per class, from (0, 0) to (1, 1).
-
-    One table per class suits a DVC plot over a directory of files (one series per file). A class that is
-    absent from `labels`, or the only class present, has no curve: an empty list. Thresholds are left out
-    (the first one is +inf, which JSON cannot hold).
-    """
-    labels, probs = check_predictions(labels, probs)
-    tables: dict[str, list[dict[str, float]]] = {}
-    for c, name in enumerate(CLASSES):
-        positive = labels == c
-        if not positive.any() or positive.all():
-            tables[name] = []
-            continue
-        fpr, tpr, _ = roc_curve(positive, probs[:, c])
-        tables[name] = [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr, strict=True)]
+    """{margin class: ROC points among lesion crops (renormalised margin probabilities), "detection": ROC
+    points of lesion vs negative}: the curves behind `auroc.*` and `detection.auroc`. One table per curve
+    suits a DVC plot over several files (one series per file)."""
+    tables = {name: task_roc_points(task) for name, task in margin_tasks(labels, probs).items()}
+    tables["detection"] = task_roc_points(detection_task(labels, probs))
     return tables
 
 
-def roc_curve_rows(labels: np.ndarray, probs: np.ndarray) -> list[dict[str, float | str]]:
-    """The same points as one flat table: rows {"class", "fpr", "tpr"}, classes in CLASSES order."""
-    return [
-        {"class": name, **point} for name, points in roc_curve_tables(labels, probs).items() for point in points
-    ]
-
-
 def confusion_rows(labels: np.ndarray, probs: np.ndarray) -> list[dict[str, str]]:
-    """One row {"actual": class name, "predicted": class name} per test row, for DVC's confusion template."""
+    """One row {"actual": class name, "predicted": class name} per test row (all four classes), for DVC's
+    confusion template."""
     labels, probs = check_predictions(labels, probs)
     return [
         {"actual": CLASSES[a], "predicted": CLASSES[p]}

@@ -8,26 +8,75 @@ from typing import Any
 
 import numpy as np
 
-from fpnpipe.evaluate.bootstrap import KEYS, BootstrapCI
-from fpnpipe.evaluate.metrics import accuracy, auroc_table, balanced_accuracy, check_predictions
+from fpnpipe.classes import CLASSES, MARGIN_CLASSES
+from fpnpipe.metrics.bootstrap import BootstrapCI, bootstrap_ci
+from fpnpipe.metrics.classification import (
+    AVERAGE,
+    accuracy,
+    all_crops_auroc_table,
+    balanced_accuracy,
+    check_predictions,
+    detection_auroc,
+    detection_task,
+    is_lesion,
+    margin_accuracy,
+    margin_auroc_table,
+    margin_balanced_accuracy,
+    margin_predictions,
+    margin_tasks,
+    predicted_labels,
+)
 
 
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, ci: BootstrapCI) -> dict[str, Any]:
-    """Nested dict with exactly the DESIGN.md classification keys.
+def _interval(ci: BootstrapCI, key: str) -> dict[str, float]:
+    lo, hi = ci.intervals[key]
+    return {"lo": lo, "hi": hi}
 
-    labels (N,) int, probs (N, C); `ci` from bootstrap_auroc_ci on the same rows. Returns
-    {"auroc": {class..., "average"}, "auroc_ci95": {class...: [lo, hi], "average": [lo, hi]},
-    "accuracy", "balanced_accuracy", "n_test"}. The key says ci95 whatever `ci.level` is, because the key is
-    part of the public contract. Undefined values are NaN here; pass the result through nan_to_none before
-    writing JSON.
+
+def _shares(predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+    """{class name: share of rows predicted as it} (NaN shares for no rows)."""
+    counts = np.bincount(predicted, minlength=len(names))[: len(names)]
+    total = counts.sum()
+    return {name: float(c / total) if total else float("nan") for name, c in zip(names, counts)}
+
+
+def classification_metrics(
+    labels: np.ndarray, probs: np.ndarray, patient_ids: np.ndarray, n_boot: int, level: float, seed: int
+) -> dict[str, Any]:
+    """Nested dict with the DESIGN.md classification keys of reports/metrics.json.
+
+    labels (N,) int, probs (N, C), patient_ids (N,) str (for the patient-level bootstrap). Keys:
+    `auroc` {margin classes, average}: margin AUROC among lesion crops, renormalised margin probabilities;
+    `auroc_ci95` {same keys: {lo, hi}}: patient-level bootstrap over the patients with lesion crops;
+    `detection` {auroc, auroc_ci95 {lo, hi}}: lesion vs negative, score 1 - p(negative);
+    `auroc_all_crops` {classes, average}: one-vs-rest over every crop; `accuracy`, `balanced_accuracy` (four
+    classes); `margin_accuracy`, `margin_balanced_accuracy` (lesions, arg-max over the margins);
+    `predicted_share` {class: share of test crops predicted as it}, `margin_predicted_share` (among lesions);
+    `n_test`, `n_test_lesions`, `n_test_by_class`, `n_test_lesion_patients`. CI keys say ci95 whatever
+    `level` is, because the key is part of the public contract; bounds are scalars so that `dvc metrics
+    diff` and `dvc exp show` show them. Undefined values are NaN here: pass the result through nan_to_none.
     """
     labels, probs = check_predictions(labels, probs)
+    patient_ids = np.asarray(patient_ids)
+    margin_ci = bootstrap_ci(margin_tasks(labels, probs), patient_ids, n_boot, level, seed, average_key=AVERAGE)
+    detection_ci = bootstrap_ci({"detection": detection_task(labels, probs)}, patient_ids, n_boot, level, seed + 1)
+    _, margin_predicted = margin_predictions(labels, probs)
+    lesions = is_lesion(labels)
     return {
-        "auroc": auroc_table(labels, probs),
-        "auroc_ci95": {key: [ci.intervals[key][0], ci.intervals[key][1]] for key in KEYS},
+        "auroc": margin_auroc_table(labels, probs),
+        "auroc_ci95": {key: _interval(margin_ci, key) for key in (*MARGIN_CLASSES, AVERAGE)},
+        "detection": {"auroc": detection_auroc(labels, probs), "auroc_ci95": _interval(detection_ci, "detection")},
+        "auroc_all_crops": all_crops_auroc_table(labels, probs),
         "accuracy": accuracy(labels, probs),
         "balanced_accuracy": balanced_accuracy(labels, probs),
+        "margin_accuracy": margin_accuracy(labels, probs),
+        "margin_balanced_accuracy": margin_balanced_accuracy(labels, probs),
+        "predicted_share": _shares(predicted_labels(probs), CLASSES),
+        "margin_predicted_share": _shares(margin_predicted, MARGIN_CLASSES),
         "n_test": int(labels.size),
+        "n_test_lesions": int(lesions.sum()),
+        "n_test_by_class": {name: int((labels == c).sum()) for c, name in enumerate(CLASSES)},
+        "n_test_lesion_patients": margin_ci.n_patients,
     }
 
 
@@ -47,3 +96,4 @@ def nan_to_none(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+

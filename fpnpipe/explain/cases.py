@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from fpnpipe.classes import CLASSES
-from fpnpipe.evaluate.interpretability import high_activation_box_batch, upsample_activation
+from fpnpipe.metrics.activation import high_activation_box_batch, upsample_activation
 from fpnpipe.model import Model
 
 

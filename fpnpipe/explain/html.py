@@ -45,6 +45,10 @@ img { max-width: 100%; height: auto; display: block; border: 1px solid #eee; }
 figure { margin: 1em 0; }
 figcaption { color: #444; font-size: 0.95em; }
 .note { background: #fff7d6; border: 1px solid #e6d38a; padding: 0.7em 1em; }
+.warning { background: #fdecea; border: 1px solid #e0a3a0; border-left: 6px solid #c62828; padding: 0.7em 1em; }
+table.results { border-collapse: collapse; margin: 0.5em 0; }
+table.results th, table.results td { border: 1px solid #ccc; padding: 0.15em 0.6em; text-align: right; }
+table.results th { background: #f4f6f8; text-align: left; }
 code { background: #f4f6f8; padding: 0 0.25em; }
 article.case, figure { scroll-margin-top: 4.5em; }
 </style>
@@ -52,7 +56,9 @@ article.case, figure { scroll-margin-top: 4.5em; }
 <body>
 <h1>$title</h1>
 <p class="meta">$summary</p>
+$warnings
 $note
+$results
 <section id="cases">
 <h2>Test cases</h2>
 <p>$selection</p>
@@ -177,18 +183,59 @@ def _gallery(entries: Sequence[Mapping[str, Any]]) -> str:
 def report_document(
     arch: str, n_prototypes: int, n_test: int, selection: str, note: str | None,
     cases: Sequence[Mapping[str, Any]], gallery: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any] | None = None, warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The content of cases.json, from which the page is rendered: the model, the test split's size, how the
-    cases were chosen, a note (or None), the case entries (fpnpipe.explain.cases.case_record) and the gallery
-    figures ({"level", "figure"}, paths relative to the page)."""
+    cases were chosen, a note (or None), the case entries (fpnpipe.explain.cases.case_record), the gallery
+    figures ({"level", "figure"}, paths relative to the page), the test metrics (reports/metrics.json, or
+    None when evaluate has not run) and the warnings read off them (fpnpipe.metrics.warnings)."""
     return {
         "model": {"arch": arch, "n_prototypes": int(n_prototypes)},
         "n_test": int(n_test),
         "selection": selection,
         "note": note,
+        "warnings": list(warnings),
+        "metrics": dict(metrics) if metrics is not None else None,
         "cases": list(cases),
         "gallery": list(gallery),
     }
+
+
+def _value(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):.3f}"
+
+
+def _with_ci(point: Any, ci: Mapping[str, Any] | None) -> str:
+    ci = ci or {}
+    return f"{_value(point)} ({_value(ci.get('lo'))}&ndash;{_value(ci.get('hi'))})"
+
+
+def _results(metrics: Mapping[str, Any] | None) -> str:
+    """The headline test metrics as a small table (reports/metrics.json keys), or a pointer to evaluate."""
+    if metrics is None:
+        return "<p class=\"note\">No test metrics: reports/metrics.json was not found (run the evaluate stage).</p>"
+    auroc, ci = metrics.get("auroc") or {}, metrics.get("auroc_ci95") or {}
+    detection = metrics.get("detection") or {}
+    rows = [(f"Margin AUROC among test lesions, {name} (95% CI)", _with_ci(auroc.get(name), ci.get(name)))
+            for name in ("average", "circumscribed", "indistinct", "spiculated")]
+    rows += [
+        ("Detection AUROC, lesion vs negative (95% CI)", _with_ci(detection.get("auroc"), detection.get("auroc_ci95"))),
+        ("Margin balanced accuracy (lesions)", _value(metrics.get("margin_balanced_accuracy"))),
+        ("Balanced accuracy (four classes)", _value(metrics.get("balanced_accuracy"))),
+    ]
+    precision = metrics.get("activation_precision")
+    if precision:
+        chance = (precision.get("chance") or {}).get("average")
+        rows.append(("Activation precision (chance level)", f"{_value(precision.get('average'))} ({_value(chance)})"))
+    body = "".join(f"<tr><th>{_esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    counts = (f"{int(metrics.get('n_test', 0))} test crops, {int(metrics.get('n_test_lesions', 0))} of them lesions "
+              f"from {int(metrics.get('n_test_lesion_patients', 0))} patients")
+    return (f'<section id="results"><h2>Test results</h2><p class="meta">{_esc(counts)}; intervals are '
+            f'patient-level bootstrap 95% CIs.</p><table class="results">{body}</table></section>')
+
+
+def _warnings(warnings: Sequence[str]) -> str:
+    return "".join(f'<p class="warning"><b>Warning:</b> {_esc(w)}</p>' for w in warnings)
 
 
 def render_index(document: Mapping[str, Any]) -> str:
@@ -207,6 +254,8 @@ def render_index(document: Mapping[str, Any]) -> str:
         title=f"Case-based explanations of the {_esc(model['arch'])} model",
         summary=summary,
         note=note,
+        warnings=_warnings(document.get("warnings") or ()),
+        results=_results(document.get("metrics")),
         selection=_esc(document["selection"]),
         how_to_read=_HOW_TO_READ if n_prototypes else "",
         class_options=_class_options(),

@@ -76,8 +76,9 @@ class PrototypeLayer(nn.Module):
         similarity: "cosine" (eq. 2) or "log_euclidean" (IAIA-BL).
         focal: subtract the map mean after top-k pooling (eq. 3); IAIA-BL does not.
         border_fraction: the patches whose centre lies within this fraction of the crop side from its edge
-            take no part in pooling or projection and show as the map's interior minimum
-            (prototypes.border_fraction; 0 = none, as in the paper).
+            take no part in pooling or projection (prototypes.border_fraction; 0 = none, as in the paper).
+            The activation maps returned are always the raw maps over the whole crop: what the model
+            computes there is what the fine-annotation loss, the metrics and the explanations see.
 
     Global prototype order j: for level in increasing order, for class in index order, that many
     prototypes; so each level's prototypes are the contiguous rows `level_slice(level)`.
@@ -182,15 +183,15 @@ class PrototypeLayer(nn.Module):
             )
         return maps[..., nh : h - nh, nw : w - nw]
 
-    def fill_border(self, maps: Tensor, value: float | None = None) -> Tensor:
-        """The maps with their border cells set to `value`, or to each map's interior minimum (so they never
-        count as activation); unchanged without a border."""
+    def fill_border(self, maps: Tensor, value: float) -> Tensor:
+        """The maps (B, m_l, H, W) with their border cells set to `value` (e.g. -inf so that projection never
+        picks them); unchanged without a border."""
         h, w = maps.shape[-2:]
         nh, nw = self.border_cells(h), self.border_cells(w)
         if nh == nw == 0:
             return maps
-        inner = self.interior(maps)
-        fill = inner.amin(dim=(2, 3), keepdim=True) if value is None else torch.full_like(maps[..., :1, :1], value)
+        self.interior(maps)  # raises if the border leaves no patch
+        fill = torch.full_like(maps[..., :1, :1], value)
         keep = torch.zeros((h, w), dtype=torch.bool, device=maps.device)
         keep[nh : h - nh, nw : w - nw] = True
         return torch.where(keep, maps, fill)
@@ -214,6 +215,6 @@ class PrototypeLayer(nn.Module):
                 maps.append(z.new_zeros((z.shape[0], 0, *z.shape[-2:]), dtype=torch.float32))
                 continue
             level_maps = self.similarity_maps(z, prototypes)
-            maps.append(self.fill_border(level_maps))
+            maps.append(level_maps)
             pooled.append(self.pool(level_maps, level))
         return torch.cat(pooled, dim=1), tuple(maps)

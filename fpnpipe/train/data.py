@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fpnpipe.config import AugmentParams
 from fpnpipe.data.schema import CropSet
@@ -49,7 +50,10 @@ def collate(items: list[tuple[torch.Tensor, torch.Tensor, int, bool, int]]) -> B
 class CropDataset(Dataset):
     """A CropSet as (image (1, S, S) float32, fine (1, S, S) uint8, label, has_fine, index) samples.
 
-    With `augment`, sample i of epoch e is augmented with a generator seeded by (seed, e, i).
+    A key is a dataset row i, or a pair (i, draw) from EpochSampler. With `augment`, the sample is
+    augmented with a generator seeded by (seed, epoch, draw) (draw = i for a plain key), so a row drawn
+    twice in one epoch gets two different augmentations, and a draw's augmentation does not depend on the
+    batch or the process that loads it.
     """
 
     def __init__(self, crops: CropSet, augment: AugmentParams | None = None, seed: int = 0) -> None:
@@ -68,12 +72,42 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, bool, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int, bool, int]:
+        i, draw = key if isinstance(key, tuple) else (key, key)
         image, fine = self.images[i], self.fine[i]
         if self.augment is not None:
-            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + draw)
             image, fine = augment_pair(image, fine, self.augment, gen)
         return image, fine, int(self.labels[i]), bool(self.has_fine[i]), i
+
+
+def epoch_order(labels: np.ndarray, seed: int, epoch: int, balance: bool) -> np.ndarray:
+    """(N,) dataset rows in the order one training epoch draws them, fixed by (seed, epoch).
+
+    balance=False: a permutation of the rows. balance=True: N draws with replacement, each class equally
+    likely (a row's weight is 1 / its class's count), so a negative class that outnumbers the lesions
+    (or a rare margin class) does not dominate the cross entropy and the arg-max stays meaningful.
+    """
+    labels = np.asarray(labels)
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+    if not balance or labels.size == 0:
+        return torch.randperm(labels.size, generator=gen).numpy()
+    counts = np.bincount(labels)
+    weights = torch.from_numpy(1.0 / counts[labels])
+    return torch.multinomial(weights, labels.size, replacement=True, generator=gen).numpy()
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields (row, draw) pairs of `epoch_order`: draw = the position in the epoch (seeds augmentation)."""
+
+    def __init__(self, labels: np.ndarray, seed: int, epoch: int, balance: bool) -> None:
+        self.order = epoch_order(labels, seed, epoch, balance)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter((int(i), k) for k, i in enumerate(self.order.tolist()))
 
 
 def split_crops(lesions: CropSet, negatives: CropSet, split: str) -> CropSet:
@@ -83,10 +117,11 @@ def split_crops(lesions: CropSet, negatives: CropSet, split: str) -> CropSet:
 
 def make_loader(
     dataset: CropDataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-    num_workers: int = 0, pin_memory: bool = False,
+    num_workers: int = 0, pin_memory: bool = False, balance: bool = False,
 ) -> DataLoader:
-    """A DataLoader whose shuffling order is fixed by (seed, epoch)."""
+    """A DataLoader over `dataset`. shuffle=True: the order of EpochSampler for (seed, epoch), class-balanced
+    draws with replacement if `balance`; shuffle=False: the rows in order (evaluation, projection)."""
     dataset.set_epoch(epoch)
-    gen = torch.Generator().manual_seed(seed * 7919 + epoch) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=collate,
+    sampler = EpochSampler(dataset.labels, seed, epoch, balance) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
                       num_workers=num_workers, pin_memory=pin_memory, drop_last=False)

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from fpnpipe.classes import CLASSES
-from fpnpipe.evaluate.interpretability import high_activation_box_batch
+from fpnpipe.metrics.activation import high_activation_box_batch, upsample_maps
 from fpnpipe.model import PrototypeNetwork
 from fpnpipe.train.data import Batch, CropDataset
 from fpnpipe.train.devices import Runtime
@@ -150,7 +149,7 @@ def projection_record(
             if sel.size == 0:
                 continue
             picked = maps[torch.from_numpy(sel), torch.from_numpy(js[sel] - rows.start)].float()  # (n, h, w)
-            up = F.interpolate(picked[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+            up = upsample_maps(picked, size)
             activation[js[sel]] = up.cpu().numpy()
     high = high_activation_box_batch(activation)
     rf = np.zeros((m, 4), np.int64)

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fpnpipe.config import FinetuneParams, TrainParams, WarmupParams
-from fpnpipe.evaluate.metrics import accuracy, auroc_table
+from fpnpipe.metrics.classification import accuracy, detection_auroc, margin_auroc_table, margin_balanced_accuracy
 from fpnpipe.losses import PrototypeLoss
 from fpnpipe.model import Model
 from fpnpipe.train.data import CropDataset, make_loader
@@ -32,15 +32,22 @@ EpochCallback = Callable[[dict[str, float]], None]
 
 
 def validate(model: Model, loader: DataLoader, runtime: Runtime) -> dict[str, float]:
-    """Validation accuracy and average margin AUROC (NaN if the split cannot give one)."""
+    """Validation figures (NaN where the split cannot give one): the margin AUROC among lesion crops
+    (`auroc_average`, the paper's Table 1 figure, and what model selection reads), the detection AUROC
+    (lesion vs negative), the four-class accuracy and the margin balanced accuracy among lesions."""
     probs, labels = predict(model, loader, runtime)
-    return {"accuracy": accuracy(labels, probs), "auroc_average": auroc_table(labels, probs)["average"]}
+    return {
+        "auroc_average": margin_auroc_table(labels, probs)["average"],
+        "detection_auroc": detection_auroc(labels, probs),
+        "accuracy": accuracy(labels, probs),
+        "margin_balanced_accuracy": margin_balanced_accuracy(labels, probs),
+    }
 
 
 def _loaders(dataset: CropDataset, batch_size: int, train: TrainParams, runtime: Runtime, seed: int, epoch: int,
              shuffle: bool) -> DataLoader:
-    return make_loader(dataset, batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-                       num_workers=train.num_workers, pin_memory=runtime.pin_memory)
+    return make_loader(dataset, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, num_workers=train.num_workers,
+                       pin_memory=runtime.pin_memory, balance=shuffle and train.balance_classes)
 
 
 def _epoch_metrics(stats: dict[str, float], val: dict[str, float], prefix: str = "") -> dict[str, float]:
@@ -72,7 +79,7 @@ def run_warmup(
         if scheduler is not None:
             scheduler.step()
         val = validate(model, val_loader, runtime)
-        log.info("warmup epoch %d: loss %.4f, train acc %.3f, val acc %.3f, val AUROC %.3f, %.1f img/s",
+        log.info("warmup epoch %d: loss %.4f, train acc %.3f, val acc %.3f, val margin AUROC %.3f, %.1f img/s",
                  epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"], stats["images_per_s"])
         on_epoch(_epoch_metrics(stats, val))
 
@@ -94,9 +101,10 @@ class FinetuneResult:
     val: dict[str, float]
 
 
-def _selection_key(val: dict[str, float]) -> tuple[float, float]:
-    auroc = val["auroc_average"]
-    return (auroc if math.isfinite(auroc) else -1.0, val["accuracy"])
+def selection_key(val: dict[str, float]) -> tuple[float, float]:
+    """What stage C maximises over its projected models: the validation margin AUROC among lesion crops,
+    then the detection AUROC as the tie-break (undefined values count as -1)."""
+    return tuple(v if math.isfinite(v) else -1.0 for v in (val["auroc_average"], val["detection_auroc"]))  # type: ignore[return-value]
 
 
 def run_finetune(
@@ -106,7 +114,8 @@ def run_finetune(
 ) -> FinetuneResult:
     """Stage C: joint epochs of every layer; after every `project_every`-th epoch and after the last one, a
     projection and a last-layer-only phase. Selection keeps the projected model with the best validation
-    average margin AUROC (ties: accuracy, then the earlier), so the result is always a projected model."""
+    margin AUROC among lesion crops (ties: detection AUROC, then the earlier), so the result is always a
+    projected model."""
     groups = model.param_groups()
     lr = params.lr
     wanted = {"backbone": lr.backbone, "fpn": lr.fpn, "add_on": lr.fpn, "prototypes": lr.prototypes,
@@ -126,7 +135,7 @@ def run_finetune(
             scheduler.step()
         val = validate(model, val_loader, runtime)
         metrics = _epoch_metrics(stats, val)
-        log.info("finetune epoch %d: loss %.4f, train acc %.3f, val acc %.3f, val AUROC %.3f, %.1f img/s",
+        log.info("finetune epoch %d: loss %.4f, train acc %.3f, val acc %.3f, val margin AUROC %.3f, %.1f img/s",
                  epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"], stats["images_per_s"])
         last = epoch + 1 == params.epochs
         if (epoch + 1) % params.project_every == 0 or last:
@@ -139,15 +148,15 @@ def run_finetune(
                                 f"last layer {k + 1}/{params.last_layer_epochs}", last_layer_only=True)
             val = validate(model, val_loader, runtime)
             metrics.update({f"projected/val/{k}": v for k, v in val.items()})
-            log.info("projected model after epoch %d: val acc %.3f, val AUROC %.3f", epoch + 1, val["accuracy"],
+            log.info("projected model after epoch %d: val acc %.3f, val margin AUROC %.3f", epoch + 1, val["accuracy"],
                      val["auroc_average"])
-            if best is None or _selection_key(val) > _selection_key(best.val):
+            if best is None or selection_key(val) > selection_key(best.val):
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 best = FinetuneResult(state, copy.deepcopy(nearest), epoch + 1, val)
         on_epoch(metrics)
     if best is None:  # unreachable: the last epoch always projects
         raise RuntimeError("fine-tuning ended without a projected model")
-    log.info("selected the projected model of epoch %d (val AUROC %.3f)", best.epoch, best.val["auroc_average"])
+    log.info("selected the projected model of epoch %d (val margin AUROC %.3f)", best.epoch, best.val["auroc_average"])
     return best
 
 

@@ -1,22 +1,20 @@
-"""Patient-level bootstrap confidence intervals for the per-class and average AUROCs.
+"""Patient-level bootstrap confidence intervals for AUROCs (margin classes and their average, detection).
 
-A resample draws P patients with replacement out of the P test patients and keeps all rows of each drawn
-patient, as often as it was drawn. Rather than materialising resampled arrays, each resample is a weight
-vector over the N rows (the multiplicity of the row's patient), and the AUROC is computed on weighted rows
-by the Mann-Whitney rank statistic with ties counted one half, which equals the AUROC of the resample.
+A resample draws P patients with replacement out of the P patients that have rows in the population (e.g.
+the lesion crops for the margin AUROCs) and keeps all rows of each drawn patient, as often as it was drawn.
+Rather than materialising resampled arrays, each resample is a weight vector over the rows (the multiplicity
+of the row's patient), and the AUROC is computed on weighted rows by the Mann-Whitney rank statistic with
+ties counted one half, which equals the AUROC of the resample.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fpnpipe.classes import CLASSES
-from fpnpipe.evaluate.metrics import AVERAGE, N_CLASSES, check_predictions, margin_average
-
-KEYS: tuple[str, ...] = (*CLASSES, AVERAGE)
-"""Column order of the replicate table: the classes, then the margin average."""
+from fpnpipe.metrics.classification import AurocTask
 
 _CHUNK = 256
 """Resamples whose row weights are held in memory at once: bounds memory at about _CHUNK * N floats."""
@@ -24,16 +22,18 @@ _CHUNK = 256
 
 @dataclass(frozen=True)
 class BootstrapCI:
-    """Percentile intervals per key of KEYS.
+    """Percentile intervals per key.
 
     intervals: {key: (lo, hi)}, NaN bounds where no resample was usable; n_used: {key: number of resamples
-    where that AUROC was defined (the others are skipped)}; n_boot: resamples drawn; level: coverage.
+    where that AUROC was defined (the others are skipped)}; n_boot: resamples drawn; level: coverage;
+    n_patients: patients resampled.
     """
 
     intervals: dict[str, tuple[float, float]]
     n_used: dict[str, int]
     n_boot: int
     level: float
+    n_patients: int
 
 
 def weighted_auroc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -69,36 +69,42 @@ def patient_multiplicities(patient_ids: np.ndarray, n_boot: int, seed: int) -> t
     row_patient (N,) int64: the patient index p of each row). Deterministic for a given seed.
     """
     _, row_patient = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
-    n_patients = int(row_patient.max()) + 1
+    n_patients = int(row_patient.max()) + 1 if row_patient.size else 0
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_patients, size=(n_boot, n_patients))
+    draws = rng.integers(0, max(n_patients, 1), size=(n_boot, n_patients))
     flat = (draws + n_patients * np.arange(n_boot)[:, None]).ravel()
     counts = np.bincount(flat, minlength=n_boot * n_patients).reshape(n_boot, n_patients)
     return counts.astype(np.int64), row_patient.astype(np.int64).ravel()
 
 
-def bootstrap_auroc_replicates(
-    labels: np.ndarray, probs: np.ndarray, patient_ids: np.ndarray, n_boot: int, seed: int
-) -> np.ndarray:
-    """(B, C + 1) AUROC of every patient-level resample: columns in KEYS order (classes, then average).
+def bootstrap_replicates(
+    tasks: Sequence[AurocTask], patient_ids: np.ndarray, n_boot: int, seed: int
+) -> tuple[np.ndarray, int]:
+    """(B, T) AUROC of every task in every patient-level resample, and the number of patients resampled.
 
-    labels (N,) int, probs (N, C), patient_ids (N,) str. NaN where the resample leaves that class degenerate
-    (absent or alone); the average is NaN where any margin class is.
+    The patients resampled are those with at least one row included in some task; each resample weights a
+    row by its patient's multiplicity (0 for rows a task does not include). NaN where a resample leaves a
+    task without positives or negatives.
     """
-    labels, probs = check_predictions(labels, probs)
-    patient_ids = np.asarray(patient_ids)
-    if patient_ids.shape != labels.shape:
-        raise ValueError(f"patient_ids must have shape {labels.shape}, got {patient_ids.shape}")
     if n_boot < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
-    counts, row_patient = patient_multiplicities(patient_ids, n_boot, seed)
-    out = np.full((n_boot, N_CLASSES + 1), np.nan)
+    patient_ids = np.asarray(patient_ids)
+    if not tasks:
+        return np.zeros((n_boot, 0)), 0
+    n = tasks[0].scores.shape[0]
+    if patient_ids.shape != (n,) or any(t.scores.shape != (n,) for t in tasks):
+        raise ValueError(f"patient_ids and every task must have {n} rows, got {patient_ids.shape}")
+    rows = np.flatnonzero(np.logical_or.reduce([t.included for t in tasks]))
+    out = np.full((n_boot, len(tasks)), np.nan)
+    if rows.size == 0:
+        return out, 0
+    counts, row_patient = patient_multiplicities(patient_ids[rows], n_boot, seed)
     for start in range(0, n_boot, _CHUNK):
-        weights = counts[start : start + _CHUNK][:, row_patient].astype(np.float64)  # (b, N)
-        for c in range(N_CLASSES):
-            out[start : start + _CHUNK, c] = weighted_auroc(probs[:, c], labels == c, weights)
-    out[:, N_CLASSES] = margin_average(out[:, :N_CLASSES])
-    return out
+        weights = counts[start : start + _CHUNK][:, row_patient].astype(np.float64)  # (b, R)
+        for k, task in enumerate(tasks):
+            included = task.included[rows].astype(np.float64)
+            out[start : start + _CHUNK, k] = weighted_auroc(task.scores[rows], task.positive[rows], weights * included)
+    return out, counts.shape[1]
 
 
 def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
@@ -114,21 +120,29 @@ def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]
     return (float(lo), float(hi))
 
 
-def bootstrap_auroc_ci(
-    labels: np.ndarray,
-    probs: np.ndarray,
+def bootstrap_ci(
+    tasks: Mapping[str, AurocTask],
     patient_ids: np.ndarray,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    average_key: str | None = None,
 ) -> BootstrapCI:
-    """Patient-level percentile bootstrap intervals for each class's AUROC and the margin average.
+    """Patient-level percentile bootstrap intervals for each named task's AUROC, plus, under `average_key`,
+    the mean of all the tasks' AUROCs in each resample (the margin average).
 
-    labels (N,) int, probs (N, C), patient_ids (N,) str. Resamples where a key's AUROC is undefined are
-    skipped for that key only (so an absent negative class does not cost the margin classes anything);
-    `n_used` reports how many were kept per key.
+    Resamples where a key's AUROC is undefined are skipped for that key only; `n_used` reports how many
+    were kept per key (the average needs every task defined).
     """
-    replicates = bootstrap_auroc_replicates(labels, probs, patient_ids, n_boot, seed)
-    intervals = {key: percentile_interval(replicates[:, k], level) for k, key in enumerate(KEYS)}
-    n_used = {key: int(np.isfinite(replicates[:, k]).sum()) for k, key in enumerate(KEYS)}
-    return BootstrapCI(intervals=intervals, n_used=n_used, n_boot=n_boot, level=level)
+    names = list(tasks)
+    replicates, n_patients = bootstrap_replicates([tasks[k] for k in names], patient_ids, n_boot, seed)
+    columns = {name: replicates[:, k] for k, name in enumerate(names)}
+    if average_key is not None:
+        columns[average_key] = replicates.mean(axis=1) if names else np.full(n_boot, np.nan)
+    return BootstrapCI(
+        intervals={key: percentile_interval(values, level) for key, values in columns.items()},
+        n_used={key: int(np.isfinite(values).sum()) for key, values in columns.items()},
+        n_boot=n_boot,
+        level=level,
+        n_patients=n_patients,
+    )

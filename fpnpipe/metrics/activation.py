@@ -1,5 +1,7 @@
-"""Interpretability metrics on prototype activation maps (IAIA-BL's activation precision, its 95th-percentile
-high-activation box, and the share of the crop a map activates on).
+"""Activation maps: upsampling to the crop, the 95th-percentile high-activation region and box, and the
+interpretability metrics on them (IAIA-BL's activation precision with its chance level, and the share of the
+crop a map activates on). Pure array functions, used by training (projection records), evaluation and
+explanations alike.
 
 Conventions. An activation map is upsampled to the crop size S x S before any of these metrics. The "kept"
 pixels of a map are those at or above the map's own `percentile`-th percentile, computed by numpy's default
@@ -20,19 +22,27 @@ from fpnpipe.classes import CLASSES, FPN_LEVELS
 DEFAULT_PERCENTILE: float = 95.0
 
 
-def upsample_activation_batch(acts: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of maps (N, h, w) to (N, H, W) (size = S gives S x S); float64.
+def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of activation maps (..., h, w) to (..., H, W) (size = S gives S x S), on the
+    maps' device, in their floating dtype (float32 for others). The one place where a map is brought to
+    crop size: the fine-annotation loss, projection records, metrics and explanations all call it.
 
-    align_corners=False, the mode the model's own upsampling uses
-    (torch.nn.functional.interpolate(mode="bilinear", align_corners=False)), so a map measured here is the
-    map the network's fine-annotation loss and explanations see: pixel centres are aligned, not the corners.
+    align_corners=False: pixel centres are aligned, not the corners.
     """
-    acts = np.asarray(acts, dtype=np.float64)
-    if acts.ndim != 3:
-        raise ValueError(f"activation maps must have shape (N, h, w), got {acts.shape}")
+    if maps.ndim < 2:
+        raise ValueError(f"activation maps must have shape (..., h, w), got {tuple(maps.shape)}")
     out_size = (size, size) if isinstance(size, int) else tuple(size)
-    tensor = torch.from_numpy(np.ascontiguousarray(acts))[:, None]
-    return F.interpolate(tensor, size=out_size, mode="bilinear", align_corners=False)[:, 0].numpy()
+    maps = maps if maps.is_floating_point() else maps.float()
+    flat = maps.reshape(-1, 1, *maps.shape[-2:])
+    up = F.interpolate(flat, size=out_size, mode="bilinear", align_corners=False)
+    return up.reshape(*maps.shape[:-2], *out_size)
+
+
+def upsample_activation_batch(acts: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """upsample_maps for numpy maps (N, h, w) -> (N, H, W), computed in float64."""
+    if np.ndim(acts) != 3:
+        raise ValueError(f"activation maps must have shape (N, h, w), got {np.shape(acts)}")
+    return upsample_maps(torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float64)), size).numpy()
 
 
 def upsample_activation(act: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
@@ -104,6 +114,17 @@ def activation_precision_batch(
 def activation_precision(act: np.ndarray, relevant: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> float:
     """One map (H, W) and region (H, W) -> precision; see activation_precision_batch."""
     return float(activation_precision_batch(np.asarray(act)[None], np.asarray(relevant)[None], percentile)[0])
+
+
+def relevant_share(relevant: np.ndarray) -> np.ndarray:
+    """(N,) share of each crop's pixels inside its relevant region, relevant (N, H, W) bool or 0/1.
+
+    This is the chance level of activation precision: a map whose kept pixels fell at random over the crop
+    would score it on average."""
+    relevant = np.asarray(relevant).astype(bool)
+    if relevant.ndim != 3:
+        raise ValueError(f"relevant must have shape (N, H, W), got {relevant.shape}")
+    return relevant.mean(axis=(1, 2))
 
 
 def activation_area_batch(acts: np.ndarray, relative: float = 0.5) -> np.ndarray:
