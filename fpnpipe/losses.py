@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from fpnpipe.config import LossParams
 from fpnpipe.metrics.activation import upsample_maps
 from fpnpipe.model.head import class_identity
-from fpnpipe.model.network import PrototypeOutput
+from fpnpipe.model.base import ClassifierNet, PrototypeOutput
+from fpnpipe.model.build import prototype_network
 
 
 class LossTerms(NamedTuple):
@@ -176,9 +177,8 @@ class PrototypeLoss(nn.Module):
         params: the `loss` params section (lambdas and the fine-annotation coefficient matrices).
         prototype_class, prototype_level: (m,) long, or None for the black-box vgg16 (then the loss is CE).
         num_classes: C.
-        orthogonality: include the orthogonality term. for_model turns it off for the iaiabl baseline:
-            IAIA-BL has no such term, and its sigmoid latent space (the positive orthant) admits orthogonal
-            prototypes only with disjoint supports, so the term would fight the architecture.
+        orthogonality: include the orthogonality term (for_model: as the model's similarity says).
+        fine_annotation: include the fine-annotation term (for_model: as the model says).
 
     forward(output, labels (B,), fine (B, S, S) or None, has_fine (B,) bool or None) -> LossTerms.
     A term whose lambda is 0 is still reported but computed without gradient; a term that does not apply
@@ -192,10 +192,12 @@ class PrototypeLoss(nn.Module):
         prototype_level: Tensor | None,
         num_classes: int,
         orthogonality: bool = True,
+        fine_annotation: bool = True,
     ) -> None:
         super().__init__()
         self.params = params
         self.orthogonality = orthogonality
+        self.fine_annotation = fine_annotation
         self.num_classes = num_classes
         self.has_prototypes = prototype_class is not None
         if prototype_class is not None:
@@ -215,13 +217,17 @@ class PrototypeLoss(nn.Module):
         self.register_buffer("fine_outside", outside, persistent=False)
 
     @classmethod
-    def for_model(cls, params: LossParams, model: nn.Module) -> "PrototypeLoss":
-        """The loss for a model from fpnpipe.model.build_model (any arch), on the model's device."""
-        if getattr(model, "has_prototypes", False):
-            cosine = model.prototype_layer.similarity == "cosine"
-            loss = cls(params, model.prototype_class, model.prototype_level, model.num_classes, orthogonality=cosine)
-            return loss.to(model.prototype_class.device)
-        return cls(params, None, None, model.num_classes)
+    def for_model(cls, params: LossParams, model: ClassifierNet) -> "PrototypeLoss":
+        """The loss for a model of the registry, on the model's device: without prototypes it is CE alone;
+        the orthogonality term applies where the model's similarity says it does (not in the iaiabl
+        baseline's sigmoid latent space), the fine-annotation term where the model uses fine annotations."""
+        net = prototype_network(model)
+        if net is None:
+            return cls(params, None, None, model.num_classes)
+        loss = cls(params, net.prototype_class, net.prototype_level, net.num_classes,
+                   orthogonality=net.prototype_layer.similarity.orthogonality,
+                   fine_annotation=net.uses_fine_annotation)
+        return loss.to(net.prototype_class.device)
 
     def cross_entropy(self, output: PrototypeOutput, labels: Tensor) -> Tensor:
         if output.logits.ndim != 2 or labels.shape != output.logits.shape[:1]:
@@ -253,7 +259,7 @@ class PrototypeLoss(nn.Module):
             with _gradient_if(p.lambda_ortho):
                 ortho = orthogonality_loss(output.prototypes, self.groups)
         fine_term = zero
-        if fine is not None and has_fine is not None:
+        if self.fine_annotation and fine is not None and has_fine is not None:
             if fine.ndim != 3 or fine.shape[0] != labels.shape[0] or has_fine.shape != labels.shape:
                 raise ValueError(
                     f"expected fine (B, S, S) and has_fine (B,) for B = {labels.shape[0]}, "
@@ -273,12 +279,15 @@ class PrototypeLoss(nn.Module):
         total = ce + p.lambda_clust * clust + p.lambda_sep * sep + p.lambda_ortho * ortho + p.lambda_fine * fine_term
         return LossTerms(total, ce, clust, sep, ortho, fine_term, zero)
 
-    def last_layer_loss(self, output: PrototypeOutput, labels: Tensor, model: nn.Module) -> LossTerms:
+    def last_layer_loss(self, output: PrototypeOutput, labels: Tensor, model: ClassifierNet) -> LossTerms:
         """The last-layer phase: CE + lambda_l1 * L1 of the wrong-class last-layer weights (CE alone for
         the black box, which has no prototype classes)."""
         ce = self.cross_entropy(output, labels)
         zero = ce.new_zeros(())
         if not self.has_prototypes:
             return LossTerms(ce, ce, zero, zero, zero, zero, zero)
-        l1 = l1_wrong_class(model.last_layer.weight, self.prototype_class)
+        net = prototype_network(model)
+        if net is None:
+            raise ValueError("the last-layer L1 term needs a prototype model")
+        l1 = l1_wrong_class(net.last_layer.weight, self.prototype_class)
         return LossTerms(ce + self.params.lambda_l1 * l1, ce, zero, zero, zero, zero, l1)

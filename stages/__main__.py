@@ -1,5 +1,5 @@
 """`python -m stages NAME`: the form dvc.yaml uses, so experiments run their own copy of the code."""
 
-from stages.cli import app
+from stages.cli import main
 
-app(prog_name="python -m stages")
+main(prog_name="python -m stages")

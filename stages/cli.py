@@ -1,35 +1,52 @@
-"""The Typer app: one command per pipeline stage (`python -m stages --help`, or `fpnpipe --help`)."""
+"""The Typer app: one command per pipeline stage (`python -m stages --help`, or `fpnpipe --help`).
+
+`python -m stages NAME` imports only stages/NAME.py (and what it imports), so a stage's code dependencies
+in dvc.yaml are exactly its own import closure (tests/test_structure.py checks them).
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Iterable
+
 import typer
 
-app = typer.Typer(
-    name="fpnpipe",
-    help="FPN-IAIA-BL pipeline stages. Each command reads params.yaml, validates it, and writes its outputs "
-    "atomically. dvc.yaml runs them in order; run one by hand with `python -m stages NAME`.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+STAGES: dict[str, str] = {
+    "synth": "stages.synth",
+    "preprocess": "stages.preprocess",
+    "negatives": "stages.negatives",
+    "warmup": "stages.warmup",
+    "project": "stages.project",
+    "finetune": "stages.finetune",
+    "evaluate": "stages.evaluate",
+    "explain": "stages.explain",
+    "explain-image": "stages.explain_image",
+}
+"""Command name -> its module (imported by name, on demand)."""
+
+HELP = ("FPN-IAIA-BL pipeline stages. Each command reads params.yaml, validates it, and writes its outputs "
+        "atomically. dvc.yaml runs them in order; run one by hand with `python -m stages NAME`.")
 
 
-def _register() -> None:
-    # Stage modules import their heavy dependencies inside the command, so `--help` stays fast.
-    from stages import evaluate, explain, explain_image, finetune, negatives, preprocess, project, synth, warmup
+def build_app(names: Iterable[str] | None = None) -> typer.Typer:
+    """A Typer app with the commands `names` (default: all). Stage modules import their heavy dependencies
+    inside the command, so building the app (and `--help`) stays fast."""
+    app = typer.Typer(name="fpnpipe", help=HELP, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False)
 
-    for name, module in (
-        ("synth", synth),
-        ("preprocess", preprocess),
-        ("negatives", negatives),
-        ("warmup", warmup),
-        ("project", project),
-        ("finetune", finetune),
-        ("evaluate", evaluate),
-        ("explain", explain),
-        ("explain-image", explain_image),
-    ):
+    @app.callback()
+    def _group() -> None:  # a group even with one command: the command is named on the command line
+        pass
+
+    for name in STAGES if names is None else names:
+        module = importlib.import_module(STAGES[name])
         app.command(name, help=" ".join((module.__doc__ or "").split()))(module.main)
+    return app
 
 
-_register()
+def main(prog_name: str = "fpnpipe") -> None:
+    """Run the command line: build only the named stage's command when one is named."""
+    args = sys.argv[1:]
+    names = [args[0]] if args and args[0] in STAGES else None
+    build_app(names)(args=args, prog_name=prog_name)

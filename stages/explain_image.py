@@ -36,6 +36,7 @@ def main(
     from fpnpipe.explain.figures import case_figure, save_figure
     from fpnpipe.explain.single import NewImageError, crop_new_image, parse_box
     from fpnpipe.explain.text import probability_table, safe_name
+    from fpnpipe.model.build import prototype_network
 
     try:
         lesion_box = parse_box(box) if box is not None else None
@@ -56,11 +57,12 @@ def main(
         fail(f"explain-image: {exc}")
     case = explain_images(model, crop[None], [image.name], [None], p.explain.top_prototypes)[0]
     typer.echo(probability_table(case.probabilities))
-    if not case.rows or record is None:
+    net = prototype_network(model)
+    if not case.rows or record is None or net is None:
         typer.echo(f"The model ({model.arch}) has no prototypes: there is no case-based explanation to draw.")
         return
     target = out if out is not None else OUT_DIR / f"{safe_name(image.stem)}.png"
-    scale = activation_scale(model.prototype_layer.similarity, record.self_activation)
+    scale = activation_scale(net.prototype_layer.similarity, record.self_activation)
     save_figure(case_figure(case, record, scale, p.explain.dpi), target)
     typer.echo(f"figure: {target}")
     log.info("explain-image: wrote %s", target)

@@ -1,13 +1,14 @@
 """Stage C, fine-tuning: all layers trainable, joint epochs alternating with projection every
 finetune.project_every epochs and a last-layer-only phase after each projection; the model kept is the
-projected one with the best validation average margin AUROC: models/final.pt, models/final_prototypes.h5,
-dvclive/finetune/."""
+projected one with the best validation margin AUROC among lesion crops: models/final.pt,
+models/final_prototypes.h5, dvclive/finetune/."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import PARAMS_OPTION, live_epochs, load_sets, load_trained, log, start
+from stages.common import PARAMS_OPTION, log, start
+from stages.training import live_epochs, load_sets, load_trained
 from stages.paths import FINAL_MODEL, FINAL_RECORD, FINETUNE_LIVE, PROJECTED_MODEL
 
 
@@ -15,11 +16,11 @@ def main(params: Path = PARAMS_OPTION) -> None:
     p = start("finetune", params)
     sets = load_sets(p, ("train", "val"))
 
+    from fpnpipe.data.dataset import CropDataset
+    from fpnpipe.data.projection_record import write_projection_record
     from fpnpipe.losses import PrototypeLoss
-    from fpnpipe.model import save_checkpoint
-    from fpnpipe.train.data import CropDataset
-    from fpnpipe.train.projection import projection_record
-    from fpnpipe.train.record_io import empty_record, write_projection_record
+    from fpnpipe.model.checkpoint import save_checkpoint
+    from fpnpipe.train.projection import describe_projection
     from fpnpipe.train.schedule import run_finetune
 
     runtime, model, extra = load_trained("finetune", PROJECTED_MODEL, p)
@@ -31,11 +32,8 @@ def main(params: Path = PARAMS_OPTION) -> None:
         result = run_finetune(model, loss_fn, train_set, push_set, val_set, p.finetune, p.project.batch_size,
                               p.train, runtime, p.seed, on_epoch)
     model.load_state_dict(result.state)
-    if getattr(model, "has_prototypes", False):
-        record = projection_record(model, push_set, result.nearest, runtime, p.project.batch_size)
-    else:
-        record = empty_record(push_set.crops.crop_size)
+    record = describe_projection(model, push_set, result.nearest, runtime, p.project.batch_size)
     info = {"stage": "finetune", "selected_epoch": result.epoch, "val": result.val}
-    save_checkpoint(FINAL_MODEL, model, extra.get("config") or {}, info)
+    save_checkpoint(FINAL_MODEL, model, extra["config"], info)
     write_projection_record(FINAL_RECORD, record)
     log.info("finetune: wrote %s and %s (projected model of epoch %d)", FINAL_MODEL, FINAL_RECORD, result.epoch)

@@ -25,12 +25,10 @@ def main(params: Path = PARAMS_OPTION) -> None:
     from fpnpipe.parallel import map_progress
 
     try:
-        crops = read_crops(CROPS)
+        crops = read_crops(CROPS, p.crop.size)
         entries = read_image_table(IMAGES)
     except (SchemaError, ValueError) as exc:
         fail(f"negatives: {exc}")
-    if crops.crop_size != p.crop.size:
-        fail(f"negatives: {CROPS} has {crops.crop_size} px crops but crop.size is {p.crop.size}; rerun preprocess")
     # Patch sides follow the lesion crops' sides in source pixels (training split), so scale is no cue.
     train = crops.split == "train"
     boxes = crops.source_box[train] if train.any() else crops.source_box

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import PARAMS_OPTION, fail, live_epochs, load_sets, log, start
+from stages.common import PARAMS_OPTION, fail, log, start
+from stages.training import live_epochs, load_sets
 from stages.paths import WARMUP_LIVE, WARMUP_MODEL
 
 
@@ -15,9 +16,10 @@ def main(params: Path = PARAMS_OPTION) -> None:
 
     from fpnpipe.config import ConfigError
     from fpnpipe.losses import PrototypeLoss
-    from fpnpipe.model import build_model, model_config, save_checkpoint
-    from fpnpipe.train.data import CropDataset
-    from fpnpipe.train.devices import setup_runtime
+    from fpnpipe.model.build import build_model
+    from fpnpipe.model.checkpoint import model_config, save_checkpoint
+    from fpnpipe.data.dataset import CropDataset
+    from fpnpipe.runtime import setup_runtime
     from fpnpipe.train.schedule import run_warmup
 
     try:

@@ -44,11 +44,11 @@ def in_tmp(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def run_stage() -> Callable[..., object]:
     """run_stage("preprocess", "--params", "p.yaml") -> click Result (exit_code, output)."""
-    from stages.cli import app
+    from stages.cli import build_app
 
     runner = CliRunner()
 
     def run(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
+        return runner.invoke(build_app(), list(args), catch_exceptions=False)
 
     return run

@@ -19,7 +19,7 @@ from fpnpipe.data.images import read_image, read_mask
 from fpnpipe.data.intensity import normalize_intensity
 from fpnpipe.explain.figures import CaseLayout
 from fpnpipe.explain.single import NewImageError, crop_new_image, parse_box
-from fpnpipe.model import load_checkpoint, save_checkpoint
+from fpnpipe.model.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import write_params
 from tests.test_explain_stage import SIZE, build_world, tiny_model
 

@@ -16,11 +16,13 @@ from PIL import Image
 from fpnpipe.classes import CLASSES, NEGATIVE_INDEX
 from fpnpipe.config import ModelParams, PrototypeParams
 from fpnpipe.data.schema import CropSet, write_crops
-from fpnpipe.model import build_network, model_config, save_checkpoint
-from fpnpipe.train.data import CropDataset, make_loader
-from fpnpipe.train.devices import Runtime
+from fpnpipe.model.build import build_network
+from fpnpipe.model.build import prototype_network
+from fpnpipe.model.checkpoint import model_config, save_checkpoint
+from fpnpipe.data.dataset import CropDataset, make_loader
+from fpnpipe.runtime import Runtime
 from fpnpipe.train.projection import apply_projection, find_nearest_patches, projection_record
-from fpnpipe.train.record_io import write_projection_record
+from fpnpipe.data.projection_record import write_projection_record
 from tests.conftest import write_params
 
 SIZE = 32
@@ -81,7 +83,7 @@ def build_world(root: Path, arch: str = "fpn_iaiabl", explain: dict | None = Non
     write_crops(root / "data/processed/crops.h5", lesions)
     write_crops(root / "data/processed/negatives.h5", negatives)
     model, config = tiny_model(arch)
-    if model.has_prototypes:
+    if prototype_network(model) is not None:
         train = CropSet.concat([lesions.in_split("train"), negatives.in_split("train")], SIZE)
         write_projection_record(root / "models/final_prototypes.h5", project(model, train))
     save_checkpoint(root / "models/final.pt", model, config)

@@ -18,8 +18,8 @@ from fpnpipe.losses import (
     prototype_groups,
     separation_loss,
 )
-from fpnpipe.model import build_network
-from fpnpipe.model.network import PrototypeOutput
+from fpnpipe.model.build import build_network
+from fpnpipe.model.base import PrototypeOutput
 
 INSIDE = torch.tensor(LossParams().fine_inside.matrix())
 OUTSIDE = torch.tensor(LossParams().fine_outside.matrix())

@@ -9,7 +9,10 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from fpnpipe.config import ConfigError, LossParams, ModelParams, PrototypeParams, parse_params
 from fpnpipe.losses import PrototypeLoss
-from fpnpipe.model import FeaturePyramid, LastLayer, VGGBackbone, build_model, build_network
+from fpnpipe.model.backbone import VGGBackbone
+from fpnpipe.model.build import build_model, build_network
+from fpnpipe.model.fpn import FeaturePyramid
+from fpnpipe.model.head import LastLayer
 
 QUICK = ModelParams()  # width 0.125, d = 64
 PROTOS = PrototypeParams()
@@ -159,8 +162,8 @@ def test_iaiabl_baseline_is_single_scale_on_conv5():
 @pytest.mark.parametrize(
     "arch, groups",
     [
-        ("fpn_iaiabl", {"backbone", "fpn", "prototypes", "last_layer"}),
-        ("iaiabl", {"backbone", "add_on", "prototypes", "last_layer"}),
+        ("fpn_iaiabl", {"backbone", "neck", "prototypes", "last_layer"}),
+        ("iaiabl", {"backbone", "neck", "prototypes", "last_layer"}),
         ("vgg16", {"backbone", "last_layer"}),
     ],
 )
@@ -194,19 +197,19 @@ def test_gradients_reach_exactly_the_intended_groups():
     def term(name):
         return lambda: getattr(loss(net(x), labels, fine, has_fine), name)
 
-    everything = {"backbone", "fpn", "prototypes", "last_layer"}
+    everything = {"backbone", "neck", "prototypes", "last_layer"}
     assert _reached(net, term("ce")) == everything
-    assert _reached(net, term("clust")) == {"backbone", "fpn", "prototypes"}
-    assert _reached(net, term("sep")) == {"backbone", "fpn", "prototypes"}
-    assert _reached(net, term("fine")) == {"backbone", "fpn", "prototypes"}
+    assert _reached(net, term("clust")) == {"backbone", "neck", "prototypes"}
+    assert _reached(net, term("sep")) == {"backbone", "neck", "prototypes"}
+    assert _reached(net, term("fine")) == {"backbone", "neck", "prototypes"}
     assert _reached(net, term("ortho")) == {"prototypes"}
     assert _reached(net, lambda: loss.last_layer_loss(net(x), labels, net).l1) == {"last_layer"}
     # warm-up: backbone frozen
     for p in net.param_groups()["backbone"]:
         p.requires_grad_(False)
-    assert _reached(net, term("total")) == {"fpn", "prototypes", "last_layer"}
+    assert _reached(net, term("total")) == {"neck", "prototypes", "last_layer"}
     # last-layer phase: only the last layer trains
-    for name in ("fpn", "prototypes"):
+    for name in ("neck", "prototypes"):
         for p in net.param_groups()[name]:
             p.requires_grad_(False)
     assert _reached(net, lambda: loss.last_layer_loss(net(x), labels, net).total) == {"last_layer"}

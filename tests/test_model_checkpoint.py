@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fpnpipe.config import ModelParams, PrototypeParams, parse_params
-from fpnpipe.model import CheckpointError, build_model, load_checkpoint, model_config, save_checkpoint
+from fpnpipe.model.build import build_model
+from fpnpipe.model.checkpoint import CheckpointError, load_checkpoint, model_config, save_checkpoint
 
 
 class _NotATensor:

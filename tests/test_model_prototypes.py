@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from fpnpipe.model import PrototypeLayer, cosine_similarity_maps, focal_similarity, log_similarity_maps, topk_mean
+from fpnpipe.model.prototypes import focal_similarity, PrototypeLayer, topk_mean
+
+from fpnpipe.model.similarity import CosineSimilarity, cosine_similarity_maps, log_similarity_maps
 
 
 def _loop_cosine(z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -95,7 +97,7 @@ def test_log_similarity_gradient_is_finite_where_a_prototype_equals_a_patch():
 def test_layer_pools_each_level_with_its_own_k():
     torch.manual_seed(3)
     counts = {2: (1, 0), 3: (0, 0), 5: (1, 2)}
-    layer = PrototypeLayer(counts, dim=4, top_k={2: 3, 3: 1, 5: 2})
+    layer = PrototypeLayer(counts, dim=4, top_k={2: 3, 3: 1, 5: 2}, similarity=CosineSimilarity())
     feats = [torch.randn(2, 4, 4, 4), torch.randn(2, 4, 2, 2), torch.randn(2, 4, 2, 2)]
     sims, maps = layer(feats)
     assert layer.prototype_class.tolist() == [0, 0, 1, 1] and layer.prototype_level.tolist() == [2, 5, 5, 5]
@@ -110,7 +112,7 @@ def test_layer_pools_each_level_with_its_own_k():
 
 def test_layer_without_focal_is_plain_topk():
     torch.manual_seed(4)
-    layer = PrototypeLayer({5: (1, 1)}, dim=3, top_k={5: 2}, focal=False)
+    layer = PrototypeLayer({5: (1, 1)}, dim=3, top_k={5: 2}, similarity=CosineSimilarity(), focal=False)
     feats = [torch.randn(1, 3, 3, 3)]
     sims, maps = layer(feats)
     torch.testing.assert_close(sims, maps[0].flatten(2).topk(2, dim=2).values.mean(2))
@@ -119,7 +121,7 @@ def test_layer_without_focal_is_plain_topk():
 
 
 def test_set_prototypes_in_one_call():
-    layer = PrototypeLayer({2: (2, 1)}, dim=3, top_k={2: 1})
+    layer = PrototypeLayer({2: (2, 1)}, dim=3, top_k={2: 1}, similarity=CosineSimilarity())
     layer.set_prototypes(torch.tensor([2, 0]), torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
     assert layer.prototype_vectors[2].tolist() == [1.0, 2.0, 3.0]
     assert layer.prototype_vectors[0].tolist() == [4.0, 5.0, 6.0]
@@ -128,15 +130,15 @@ def test_set_prototypes_in_one_call():
 
 
 def test_border_cells_from_the_fraction_of_the_crop_side():
-    layer = PrototypeLayer({2: (1,)}, dim=2, top_k={2: 1}, border_fraction=0.2)
+    layer = PrototypeLayer({2: (1,)}, dim=2, top_k={2: 1}, similarity=CosineSimilarity(), border_fraction=0.2)
     # cell i of n is centred at (i + 0.5) / n of the side: left out while that is below 0.2
     assert [layer.border_cells(n) for n in (24, 12, 6, 2)] == [5, 2, 1, 0]
-    assert PrototypeLayer({2: (1,)}, dim=2, top_k={2: 1}).border_cells(24) == 0
+    assert PrototypeLayer({2: (1,)}, dim=2, top_k={2: 1}, similarity=CosineSimilarity()).border_cells(24) == 0
 
 
 def test_border_cells_take_no_part_in_pooling_but_the_maps_are_returned_raw():
     torch.manual_seed(1)
-    layer = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, border_fraction=0.2)  # 1 cell of a 6 x 6 map
+    layer = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, similarity=CosineSimilarity(), border_fraction=0.2)  # 1 cell of a 6 x 6 map
     z = torch.randn(2, 4, 6, 6)
     maps = cosine_similarity_maps(z, layer.prototype_vectors)
     pooled, (shown,) = layer([z])
@@ -150,6 +152,6 @@ def test_border_cells_take_no_part_in_pooling_but_the_maps_are_returned_raw():
 
 
 def test_a_border_that_leaves_no_patch_is_a_clear_error():
-    layer = PrototypeLayer({5: (1,)}, dim=3, top_k={5: 1}, border_fraction=0.45)  # 3 of 6 cells per edge
+    layer = PrototypeLayer({5: (1,)}, dim=3, top_k={5: 1}, similarity=CosineSimilarity(), border_fraction=0.45)  # 3 of 6 cells per edge
     with pytest.raises(ValueError, match="prototypes.border_fraction"):
         layer([torch.randn(1, 3, 6, 6)])

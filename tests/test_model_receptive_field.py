@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fpnpipe.config import ModelParams, PrototypeParams
-from fpnpipe.model import build_network
+from fpnpipe.model.build import build_network
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def test_params_yaml_spells_out_every_key_with_the_code_defaults():
         ({"loss": {"lambda_fine": -1.0}}, "loss.lambda_fine", "greater than or equal to 0"),
         ({"crop": {"size": 100}}, "crop.size", "multiple of 16"),
         ({"crop": {"size": "96"}}, "crop.size", "valid integer"),
-        ({"warmup": {"lr": {"fpn": "1e-3x"}}}, "warmup.lr.fpn", "valid number"),
+        ({"warmup": {"lr": {"neck": "1e-3x"}}}, "warmup.lr.neck", "valid number"),
         ({"model": {"arch": "resnet"}}, "model.arch", "fpn_iaiabl"),
         ({"split": {"val_fraction": 0.6, "test_fraction": 0.5}}, "split", "below 1"),
         ({"synth": {"lesion_radius_px": [30.0, 10.0]}}, "synth.lesion_radius_px", "low <= high"),
@@ -53,8 +53,8 @@ def test_bad_values_name_their_key(data, key, words):
 
 def test_scientific_notation_is_a_number(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("warmup:\n  lr:\n    fpn: 1e-4\n")
-    assert load_params(path).warmup.lr.fpn == pytest.approx(1e-4)
+    path.write_text("warmup:\n  lr:\n    neck: 1e-4\n")
+    assert load_params(path).warmup.lr.neck == pytest.approx(1e-4)
 
 
 def test_unreadable_or_non_mapping_params_file(tmp_path):

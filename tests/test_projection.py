@@ -12,11 +12,11 @@ import torch
 from fpnpipe.config import ModelParams, PrototypeParams, TrainParams
 from fpnpipe.data.schema import CropSet
 from fpnpipe.metrics.activation import high_activation_box
-from fpnpipe.model import build_network
-from fpnpipe.train.data import CropDataset, make_loader
-from fpnpipe.train.devices import setup_runtime
+from fpnpipe.model.build import build_network
+from fpnpipe.data.dataset import CropDataset, make_loader
+from fpnpipe.runtime import setup_runtime
 from fpnpipe.train.projection import apply_projection, find_nearest_patches, projection_record
-from fpnpipe.train.record_io import read_projection_record, write_projection_record
+from fpnpipe.data.projection_record import read_projection_record, write_projection_record
 
 S = 32
 

@@ -348,15 +348,9 @@ def test_bad_synth_values_name_the_key(key: str, value: object) -> None:
 
 
 def command_app():
-    try:
-        from stages.cli import app
-    except ImportError:
-        import typer
+    from stages.cli import build_app
 
-        app = typer.Typer()
-        app.command("synth")(synth_main)
-        app.command("noop")(lambda: None)
-    return app
+    return build_app()
 
 
 def test_synth_command_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

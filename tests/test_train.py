@@ -19,10 +19,10 @@ from fpnpipe.config import (
 )
 from fpnpipe.data.schema import CropSet
 from fpnpipe.losses import PrototypeLoss
-from fpnpipe.model import build_network
-from fpnpipe.train.augment import augment_pair
-from fpnpipe.train.data import CropDataset
-from fpnpipe.train.devices import setup_runtime
+from fpnpipe.model.build import build_network
+from fpnpipe.data.augment import augment_pair
+from fpnpipe.data.dataset import CropDataset
+from fpnpipe.runtime import setup_runtime
 from fpnpipe.train.schedule import run_finetune, run_warmup
 
 S = 32
@@ -125,7 +125,7 @@ def test_same_seed_same_weights_on_cpu():
 
 
 def test_balanced_epochs_draw_every_class_equally_and_deterministically():
-    from fpnpipe.train.data import epoch_order
+    from fpnpipe.data.dataset import epoch_order
 
     labels = np.r_[np.zeros(10, int), np.ones(20, int), np.full(30, 2), np.full(540, 3)]  # negatives 90%
     draws = np.concatenate([epoch_order(labels, seed=0, epoch=e, balance=True) for e in range(20)])
@@ -146,8 +146,8 @@ def test_a_crop_drawn_twice_in_an_epoch_gets_two_augmentations():
 
 def test_validation_and_model_selection_read_the_margin_auroc_among_lesions():
     from fpnpipe.metrics.classification import all_crops_auroc_table, detection_auroc, margin_auroc_table
-    from fpnpipe.train.data import make_loader
-    from fpnpipe.train.loop import predict
+    from fpnpipe.data.dataset import make_loader
+    from fpnpipe.inference import predict
     from fpnpipe.train.schedule import selection_key, validate
 
     net, runtime = _net(), setup_runtime(TrainParams(device="cpu"), 0)

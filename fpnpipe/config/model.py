@@ -22,7 +22,8 @@ Lambda = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 class ModelParams(Section):
     """Architecture.
 
-    arch: fpn_iaiabl (the paper), iaiabl (single-scale baseline on the conv-5 map) or vgg16 (black box).
+    arch: a registered architecture (fpnpipe/model/registry.py): fpn_iaiabl (the paper), iaiabl
+    (single-scale baseline on the conv-5 map) or vgg16 (black box).
     width: channel multiplier of every backbone layer; < 1 is the CPU quickstart. Such a thinner VGG-16 has
     other tensor shapes than torchvision's, so it cannot take ImageNet weights (`pretrained` must be null).
     pretrained: path to a local file holding torchvision's VGG-16 ImageNet state dict; null = random init.
@@ -30,13 +31,22 @@ class ModelParams(Section):
     addon_channels: d of the iaiabl baseline's add-on layers and prototypes.
     """
 
-    arch: Literal["fpn_iaiabl", "iaiabl", "vgg16"] = "fpn_iaiabl"
+    arch: str = "fpn_iaiabl"
     backbone: Literal["vgg16"] = "vgg16"
     width: float = Field(0.125, gt=0, le=1)
     pretrained: str | None = None
     fpn_channels: int = Field(64, ge=1, le=4096)
     addon_channels: int = Field(64, ge=1, le=4096)
     incorrect_class_connection: float = Field(-0.5, ge=-10, le=0)
+
+    @field_validator("arch")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from fpnpipe.model.registry import ARCHITECTURES  # a plain table: no torch import
+
+        if v not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {v!r}; registered: {', '.join(ARCHITECTURES)}")
+        return v
 
     @field_validator("pretrained")
     @classmethod

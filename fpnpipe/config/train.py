@@ -56,7 +56,10 @@ class OptimizerParams(Section):
 
 
 class WarmupLr(Section):
-    fpn: float = Field(3e-3, ge=0)
+    """Learning rate per parameter group trained in stage A (neck = the FPN, or the add-on layers of the
+    single-scale baselines); 0 freezes the group."""
+
+    neck: float = Field(3e-3, ge=0)
     prototypes: float = Field(3e-3, ge=0)
     last_layer: float = Field(1e-3, ge=0)
 
@@ -79,8 +82,10 @@ class ProjectParams(Section):
 
 
 class FinetuneLr(Section):
+    """Learning rate per parameter group in stage C's joint epochs; 0 freezes the group."""
+
     backbone: float = Field(1e-3, ge=0)
-    fpn: float = Field(1e-3, ge=0)
+    neck: float = Field(1e-3, ge=0)
     prototypes: float = Field(1e-3, ge=0)
     last_layer: float = Field(1e-3, ge=0)
 

@@ -123,8 +123,9 @@ def write_crops(path: str | Path, crops: CropSet) -> None:
                 put(f, name, np.array([str(v) for v in getattr(crops, name)], dtype=_STR))
 
 
-def read_crops(path: str | Path) -> CropSet:
-    """Read and check a crops file; raises SchemaError naming the file and what is wrong."""
+def read_crops(path: str | Path, crop_size: int | None = None) -> CropSet:
+    """Read and check a crops file; raises SchemaError naming the file and what is wrong, also when
+    `crop_size` is given and the file holds crops of another size (the params changed: rerun preprocess)."""
     path = Path(path)
     if not path.is_file():
         raise SchemaError(f"{path}: no such file (run the stage that writes it first)")
@@ -156,6 +157,8 @@ def read_crops(path: str | Path) -> CropSet:
             )
             if int(f.attrs["crop_size"]) != crops.crop_size:
                 raise SchemaError(f"{path}: crop_size attribute {int(f.attrs['crop_size'])} != images side {crops.crop_size}")
+            if crop_size is not None and crops.crop_size != crop_size:
+                raise SchemaError(f"{path} has {crops.crop_size} px crops but crop.size is {crop_size}; rerun preprocess")
             return crops
     except SchemaError as exc:
         if str(path) in str(exc):

@@ -18,9 +18,9 @@ from fpnpipe.metrics.activation import (
     summarise_by_level_and_class,
     upsample_maps,
 )
-from fpnpipe.model import PrototypeNetwork
-from fpnpipe.train.data import CropDataset
-from fpnpipe.train.devices import Runtime
+from fpnpipe.model.network import PrototypeNetwork
+from fpnpipe.data.dataset import CropDataset
+from fpnpipe.runtime import Runtime
 
 
 @dataclass(frozen=True)

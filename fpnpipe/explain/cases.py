@@ -17,7 +17,7 @@ import torch
 
 from fpnpipe.classes import CLASSES
 from fpnpipe.metrics.activation import high_activation_box_batch, upsample_activation
-from fpnpipe.model import Model
+from fpnpipe.model.build import Model, prototype_network
 
 
 @dataclass(frozen=True)
@@ -136,17 +136,18 @@ def explain_images(
     logits = out.logits.float().cpu()
     probabilities = logits.softmax(dim=1).double().numpy()
     logits_np = logits.double().numpy()
-    if not getattr(model, "has_prototypes", False) or out.similarities is None:
+    net = prototype_network(model)
+    if net is None or out.similarities is None:
         return [
             CaseExplanation(str(i), img, t, p, lg, np.zeros(0), ())
             for i, img, t, p, lg in zip(image_ids, images, true_labels, probabilities, logits_np)
         ]
     similarities = out.similarities.float().cpu().double().numpy()  # (B, m)
-    weights = model.last_layer.weight.detach().float().cpu().double().numpy()  # (C, m)
-    maps = {level: a.float().cpu().numpy() for level, a in zip(model.levels, out.activations)}
-    starts = {level: model.level_slice(level).start for level in model.levels}
-    proto_class = model.prototype_class.cpu().numpy()
-    proto_level = model.prototype_level.cpu().numpy()
+    weights = net.last_layer.weight.detach().float().cpu().double().numpy()  # (C, m)
+    maps = {level: a.float().cpu().numpy() for level, a in zip(net.levels, out.activations)}
+    starts = {level: net.level_slice(level).start for level in net.levels}
+    proto_class = net.prototype_class.cpu().numpy()
+    proto_level = net.prototype_level.cpu().numpy()
     size = images.shape[-1]
     cases = []
     for b in range(images.shape[0]):

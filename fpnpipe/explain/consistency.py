@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fpnpipe.model import CheckpointError, Model, load_checkpoint
-from fpnpipe.train.projection import ProjectionRecord
-from fpnpipe.train.record_io import read_projection_record
+from fpnpipe.model.build import Model, prototype_network
+
+from fpnpipe.model.checkpoint import CheckpointError, load_checkpoint
+from fpnpipe.data.projection_record import ProjectionRecord
+from fpnpipe.data.projection_record import read_projection_record
 
 
 class ExplainInputError(ValueError):
@@ -22,14 +24,15 @@ def record_crop_size(record: ProjectionRecord) -> int:
 
 def record_mismatch(record: ProjectionRecord, model: Model) -> str | None:
     """Why `record` cannot describe `model`'s prototypes (count, class or FPN level differ), or None."""
-    if not getattr(model, "has_prototypes", False):
+    net = prototype_network(model)
+    if net is None:
         return None
-    m = int(model.num_prototypes)
+    m = int(net.num_prototypes)
     if len(record.prototype_class) != m:
         return f"the record has {len(record.prototype_class)} prototypes, the model {m}"
-    if not np.array_equal(record.prototype_class, model.prototype_class.cpu().numpy()):
+    if not np.array_equal(record.prototype_class, net.prototype_class.cpu().numpy()):
         return "the prototypes' classes differ between the record and the model"
-    if not np.array_equal(record.prototype_level, model.prototype_level.cpu().numpy()):
+    if not np.array_equal(record.prototype_level, net.prototype_level.cpu().numpy()):
         return "the prototypes' FPN levels differ between the record and the model"
     return None
 
@@ -43,7 +46,7 @@ def load_model_and_record(model_path: Path, record_path: Path, crop_size: int) -
         model, _ = load_checkpoint(model_path)
     except CheckpointError as exc:
         raise ExplainInputError(str(exc)) from None
-    has_prototypes = bool(getattr(model, "has_prototypes", False))
+    has_prototypes = prototype_network(model) is not None
     if not has_prototypes and not Path(record_path).exists():
         return model, None
     try:

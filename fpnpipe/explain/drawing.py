@@ -16,6 +16,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
+from fpnpipe.model.similarity import Similarity
+
 Box = tuple[int, int, int, int]
 
 COLORMAP_NAME = "magma"
@@ -47,17 +49,11 @@ class ActivationScale:
             raise ValueError(f"activation scale needs finite vmin < vmax, got [{self.vmin}, {self.vmax}]")
 
 
-def activation_scale(similarity: str, self_activation: np.ndarray) -> ActivationScale:
-    """The colour range for a model's patch similarities.
-
-    cosine (FPN-IAIA-BL): the fixed range [0, 1]; negative similarities (dissimilar patches) share the
-    darkest colour. log_euclidean (IAIA-BL): [0, the largest self-activation of any prototype], the value a
-    projected prototype reaches on its own source patch. self_activation: (m, S, S).
-    """
-    if similarity == "cosine":
-        return ActivationScale(0.0, 1.0, "patch cosine similarity (values below 0 drawn as 0)")
-    top = float(np.max(self_activation)) if np.size(self_activation) else 1.0
-    return ActivationScale(0.0, max(top, 1e-6), "patch similarity log((d + 1) / (d + 1e-4))")
+def activation_scale(similarity: Similarity, self_activation: np.ndarray) -> ActivationScale:
+    """The colour range for a model's patch similarities, as its similarity defines it (e.g. the fixed
+    [0, 1] of cosine; [0, the largest self-activation] of IAIA-BL's log form). self_activation: (m, S, S)."""
+    vmin, vmax = similarity.colour_range(self_activation)
+    return ActivationScale(vmin, vmax, similarity.value_label)
 
 
 def overlay_colormap() -> ListedColormap:

@@ -40,7 +40,7 @@ from fpnpipe.explain.drawing import (
     show_patch,
 )
 from fpnpipe.explain.text import caption, probability_line
-from fpnpipe.train.projection import ProjectionRecord
+from fpnpipe.data.projection_record import ProjectionRecord
 
 MIN_PANEL_IN = 1.8
 """Smallest side of an image panel, inches; larger when the crop needs it (see drawing.panel_inches)."""

@@ -29,7 +29,7 @@ from fpnpipe.explain.drawing import (
     show_grey,
     show_overlay,
 )
-from fpnpipe.train.projection import ProjectionRecord
+from fpnpipe.data.projection_record import ProjectionRecord
 
 MIN_PANEL_IN = 1.45
 """Smallest side of an image panel, inches; larger when the crop needs it (see drawing.panel_inches)."""

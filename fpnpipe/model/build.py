@@ -1,62 +1,42 @@
-"""Building a model from its params (model.*, prototypes.*)."""
+"""Building a model from its params (model.*, prototypes.*) through the registry."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+from types import ModuleType
 
 import torch
 
-from fpnpipe.classes import CLASSES, FPN_LEVELS
 from fpnpipe.config import ModelParams, PrototypeParams
-from fpnpipe.model.backbone import VGGBackbone
-from fpnpipe.model.baselines import AddOn, BlackBoxVGG
-from fpnpipe.model.fpn import FeaturePyramid
-from fpnpipe.model.head import LastLayer
+from fpnpipe.model.base import ClassifierNet
 from fpnpipe.model.network import PrototypeNetwork
 from fpnpipe.model.pretrained import load_imagenet_features
-from fpnpipe.model.prototypes import PrototypeLayer
+from fpnpipe.model.registry import ARCHITECTURES
 
 log = logging.getLogger(__name__)
 
-Model = PrototypeNetwork | BlackBoxVGG
-"""Any model `build_model` returns; all share forward / forward_features / forward_head / param_groups."""
+Model = ClassifierNet
+"""Any model the registry builds: forward / forward_features / forward_head / param_groups / training_plan."""
 
 
-def build_network(model: ModelParams, prototypes: PrototypeParams) -> Model:
-    """The network of `model.arch` with freshly initialised weights (no file is read).
-
-    fpn_iaiabl: VGG-16 -> FeaturePyramid (d = model.fpn_channels) -> cosine prototypes at levels 2-5 with
-    focal (or top-k) pooling -> last layer.
-    iaiabl: VGG-16 -> AddOn on c5 (d = model.addon_channels) -> log-distance prototypes with top-k pooling
-    -> last layer. Its single level is the conv-5 map, so each class gets the sum of its per-level counts
-    and k is prototypes.top_k's level-5 value.
-    vgg16: VGG-16 -> global average pooling -> linear.
-    """
-    backbone = VGGBackbone(model.width)
-    num_classes = len(CLASSES)
-    if model.arch == "vgg16":
-        return BlackBoxVGG(backbone, num_classes)
-    per_level = prototypes.per_class.per_level()
-    top_k = dict(zip(FPN_LEVELS, prototypes.top_k))
-    if model.arch == "fpn_iaiabl":
-        neck: FeaturePyramid | AddOn = FeaturePyramid(
-            {lv: backbone.out_channels[lv] for lv in FPN_LEVELS}, model.fpn_channels
-        )
-        layer = PrototypeLayer(
-            per_level, model.fpn_channels, top_k, similarity="cosine", focal=prototypes.similarity == "focal",
-            border_fraction=prototypes.border_fraction,
-        )
-    else:
-        top = FPN_LEVELS[-1]
-        neck = AddOn(backbone.out_channels[top], model.addon_channels, level=top)
-        totals = tuple(sum(counts[c] for counts in per_level.values()) for c in range(num_classes))
-        layer = PrototypeLayer({top: totals}, model.addon_channels, {top: top_k[top]}, "log_euclidean", focal=False,
-                               border_fraction=prototypes.border_fraction)
-    last = LastLayer(layer.prototype_class, num_classes, model.incorrect_class_connection)
-    return PrototypeNetwork(model.arch, backbone, neck, layer, last)
+def architecture(name: str) -> ModuleType:
+    """The module of a registered architecture (fpnpipe.model.registry); ValueError naming the registered
+    ones otherwise."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model.arch {name!r}; registered: {', '.join(ARCHITECTURES)}")
+    return importlib.import_module(ARCHITECTURES[name])
 
 
-def build_model(model: ModelParams, prototypes: PrototypeParams, *, seed: int | None = None) -> Model:
+def build_network(model: ModelParams, prototypes: PrototypeParams) -> ClassifierNet:
+    """The network of `model.arch` (fpnpipe.model.registry) with freshly initialised weights; no file is read.
+    The architecture's own module says what it builds (e.g. fpnpipe/model/archs/fpn_iaiabl.py)."""
+    net = architecture(model.arch).build(model, prototypes)
+    net.training_plan.check(list(net.param_groups()), model.arch)
+    return net
+
+
+def build_model(model: ModelParams, prototypes: PrototypeParams, *, seed: int | None = None) -> ClassifierNet:
     """`build_network`, then the ImageNet backbone weights from `model.pretrained` if set.
 
     seed: if given, the initialisation draws from torch.manual_seed(seed) without touching the caller's
@@ -74,3 +54,9 @@ def build_model(model: ModelParams, prototypes: PrototypeParams, *, seed: int | 
         load_imagenet_features(net.backbone, model.pretrained)
         log.info("loaded ImageNet VGG-16 weights from %s", model.pretrained)
     return net
+
+
+def prototype_network(model: ClassifierNet) -> PrototypeNetwork | None:
+    """The model as a prototype network, or None for a model without prototypes (the black box): the one
+    place where code that needs prototypes (projection, activation metrics, explanations) asks."""
+    return model if isinstance(model, PrototypeNetwork) else None

@@ -29,8 +29,6 @@ class FeaturePyramid(Neck):
     Output: (z2, ..., z5), each (B, d, H_l, W_l) with the size of its tap.
     """
 
-    group_name = "fpn"
-
     def __init__(self, in_channels: Mapping[int, int], out_channels: int) -> None:
         super().__init__()
         self.levels: tuple[int, ...] = tuple(sorted(in_channels))

@@ -11,11 +11,9 @@ from fpnpipe.model.receptive_field import Span
 
 
 class Neck(nn.Module, ABC):
-    """Maps the backbone taps of `levels` (finest first) to one latent map per level.
+    """Maps the backbone taps of `levels` (finest first) to one latent map per level. Its weights form the
+    `neck` parameter group."""
 
-    group_name names the parameter group of its weights (`fpn` or `add_on`)."""
-
-    group_name: str
     levels: tuple[int, ...]
 
     @abstractmethod

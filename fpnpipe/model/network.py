@@ -3,44 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from torch import Tensor, nn
 
 from fpnpipe.model.backbone import BACKBONE_LEVELS, VGGBackbone
+from fpnpipe.model.base import ClassifierNet, PrototypeOutput, TrainingPlan
 from fpnpipe.model.head import LastLayer
 from fpnpipe.model.neck import Neck
 from fpnpipe.model.prototypes import PrototypeLayer
 from fpnpipe.model.receptive_field import Span
 
 
-class PrototypeOutput(NamedTuple):
-    """What every model returns.
-
-    logits: (B, C). similarities: (B, m) pooled prototype similarities (None for the black box).
-    activations: per level of `model.levels`, the patch similarity maps (B, m_l, H_l, W_l) (empty for the
-    black box). prototypes: the (m, d) prototype parameter, for the orthogonality loss (None for the black box).
-    """
-
-    logits: Tensor
-    similarities: Tensor | None = None
-    activations: tuple[Tensor, ...] = ()
-    prototypes: Tensor | None = None
-
-    @property
-    def probabilities(self) -> Tensor:
-        """(B, C) softmax of the logits."""
-        return self.logits.softmax(dim=1)
-
-
-class PrototypeNetwork(nn.Module):
-    """FPN-IAIA-BL (neck = FeaturePyramid, levels 2-5) or the IAIA-BL baseline (neck = AddOn, level 5).
+class PrototypeNetwork(ClassifierNet):
+    """A prototype network: FPN-IAIA-BL (neck = FeaturePyramid, levels 2-5) or the IAIA-BL baseline (neck =
+    AddOn, level 5), as the registry's architectures assemble it.
 
     forward(x (B, 1, S, S) in [0, 1]) -> PrototypeOutput; split as forward_features (latent maps, one per
     level: (B, d, H_l, W_l)) and forward_head (prototype layer + last layer), after timm.
     """
 
-    has_prototypes = True
+    training_plan = TrainingPlan(
+        warmup=("neck", "prototypes"),
+        joint=("backbone", "neck", "prototypes", "last_layer"),
+        last_layer=("last_layer",),
+    )
+    uses_fine_annotation = True
 
     def __init__(
         self, arch: str, backbone: VGGBackbone, neck: Neck, prototype_layer: PrototypeLayer, last_layer: LastLayer
@@ -93,14 +80,12 @@ class PrototypeNetwork(nn.Module):
         logits = self.last_layer(similarities)
         return PrototypeOutput(logits, similarities, activations, self.prototype_layer.prototype_vectors)
 
-    def forward(self, x: Tensor) -> PrototypeOutput:
-        return self.forward_head(self.forward_features(x))
-
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by group: backbone, fpn (add_on for iaiabl), prototypes, last_layer."""
+        """Parameters by group: backbone, neck (the FPN, or the add-on layers of iaiabl), prototypes,
+        last_layer."""
         return {
             "backbone": list(self.backbone.parameters()),
-            self.neck.group_name: list(self.neck.parameters()),
+            "neck": list(self.neck.parameters()),
             "prototypes": [self.prototype_layer.prototype_vectors],
             "last_layer": list(self.last_layer.parameters()),
         }

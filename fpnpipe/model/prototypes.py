@@ -4,46 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-SimilarityKind = Literal["cosine", "log_euclidean"]
-
-
-def cosine_similarity_maps(z: Tensor, prototypes: Tensor, eps: float = 1e-6) -> Tensor:
-    """Cosine similarity of every 1x1 patch with every prototype (paper eq. 2).
-
-    z: (B, d, H, W) latent map of one level; prototypes: (m, d). Returns (B, m, H, W) in [-1, 1],
-    float32 even under autocast (the norms are taken in float32; a norm below `eps` counts as `eps`,
-    so an all-zero patch or prototype has similarity 0).
-    """
-    with torch.autocast(device_type=z.device.type, enabled=False):
-        z32 = z.float()
-        p_unit = F.normalize(prototypes.float(), dim=1, eps=eps)
-        # (z . p_unit) / |z| equals normalising z first, without writing a normalised copy of the map
-        dots = F.conv2d(z32, p_unit[:, :, None, None])  # (B, m, H, W)
-        return dots / torch.linalg.vector_norm(z32, dim=1, keepdim=True).clamp(min=eps)
-
-
-def log_similarity_maps(z: Tensor, prototypes: Tensor, eps: float = 1e-4) -> Tensor:
-    """IAIA-BL's similarity: log((d + 1) / (d + eps)) with d the plain Euclidean distance between every
-    1x1 patch and every prototype (ProtoPNet's log form; IAIA-BL uses the unsquared distance).
-
-    z: (B, d, H, W); prototypes: (m, d). Returns (B, m, H, W) float32, in (0, log(1/eps)].
-    The distance is computed as sqrt(max(|z|^2 - 2 z.p + |p|^2, 1e-12)): the floor keeps the gradient
-    finite where a prototype equals a patch (as right after projection).
-    """
-    with torch.autocast(device_type=z.device.type, enabled=False):
-        z32, p32 = z.float(), prototypes.float()
-        z_sq = z32.pow(2).sum(dim=1, keepdim=True)  # (B, 1, H, W)
-        p_sq = p32.pow(2).sum(dim=1).view(1, -1, 1, 1)  # (1, m, 1, 1)
-        cross = F.conv2d(z32, p32[:, :, None, None])  # (B, m, H, W)
-        dist = (z_sq - 2 * cross + p_sq).clamp(min=1e-12).sqrt()
-        return torch.log((dist + 1) / (dist + eps))
-
+from fpnpipe.model.similarity import Similarity
 
 def topk_mean(maps: Tensor, k: int) -> Tensor:
     """Mean of the k largest values of each map (top-k average pooling, Kalchbrenner et al. / IAIA-BL).
@@ -73,7 +38,8 @@ class PrototypeLayer(nn.Module):
             Levels are taken in increasing order; a level may have no prototypes.
         dim: d.
         top_k: {level: k} of the top-k pooling.
-        similarity: "cosine" (eq. 2) or "log_euclidean" (IAIA-BL).
+        similarity: how patches and prototypes are compared (fpnpipe.model.similarity): CosineSimilarity
+            (eq. 2) or LogEuclideanSimilarity (IAIA-BL); it also draws the initial prototypes.
         focal: subtract the map mean after top-k pooling (eq. 3); IAIA-BL does not.
         border_fraction: the patches whose centre lies within this fraction of the crop side from its edge
             take no part in pooling or projection (prototypes.border_fraction; 0 = none, as in the paper).
@@ -84,8 +50,6 @@ class PrototypeLayer(nn.Module):
     prototypes; so each level's prototypes are the contiguous rows `level_slice(level)`.
 
     Buffers: prototype_class (m,) long, prototype_level (m,) long. Parameter: prototype_vectors (m, d).
-    Initialisation: standard normal for cosine (directions spread over the sphere, since the FPN outputs
-    carry both signs); uniform [0, 1] for log_euclidean (the iaiabl add-on ends in a sigmoid).
 
     forward(features): features = one (B, d, H_l, W_l) map per level, in level order.
     Returns (similarities (B, m) pooled over each map, activations = per level the patch similarity maps
@@ -97,13 +61,11 @@ class PrototypeLayer(nn.Module):
         counts: Mapping[int, Sequence[int]],
         dim: int,
         top_k: Mapping[int, int],
-        similarity: SimilarityKind = "cosine",
+        similarity: Similarity,
         focal: bool = True,
         border_fraction: float = 0.0,
     ) -> None:
         super().__init__()
-        if similarity not in ("cosine", "log_euclidean"):
-            raise ValueError(f"unknown similarity {similarity!r}; expected cosine or log_euclidean")
         self.levels: tuple[int, ...] = tuple(sorted(counts))
         missing_k = [lv for lv in self.levels if lv not in top_k]
         if missing_k:
@@ -132,8 +94,7 @@ class PrototypeLayer(nn.Module):
             raise ValueError("the prototype layer needs at least one prototype")
         self.register_buffer("prototype_class", torch.tensor(classes, dtype=torch.long), persistent=False)
         self.register_buffer("prototype_level", torch.tensor(levels, dtype=torch.long), persistent=False)
-        init = torch.randn if similarity == "cosine" else torch.rand
-        self.prototype_vectors = nn.Parameter(init(len(classes), dim))
+        self.prototype_vectors = nn.Parameter(similarity.init_prototypes(len(classes), dim))
 
     @property
     def num_prototypes(self) -> int:
@@ -163,9 +124,7 @@ class PrototypeLayer(nn.Module):
 
     def similarity_maps(self, z: Tensor, prototypes: Tensor) -> Tensor:
         """Patch similarity maps (B, m_l, H, W) of `prototypes` (m_l, d) on z (B, d, H, W)."""
-        if self.similarity == "cosine":
-            return cosine_similarity_maps(z, prototypes)
-        return log_similarity_maps(z, prototypes)
+        return self.similarity(z, prototypes)
 
     def border_cells(self, cells: int) -> int:
         """Edge cells left out of a map `cells` wide: cell i is centred at (i + 0.5) / cells of the crop side."""

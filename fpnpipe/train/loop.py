@@ -1,19 +1,18 @@
-"""One epoch of training, and prediction over a loader."""
+"""One epoch of training."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from fpnpipe.log import progress
 from fpnpipe.losses import LossTerms, PrototypeLoss
-from fpnpipe.model import Model
-from fpnpipe.train.data import Batch
-from fpnpipe.train.devices import Runtime
+from fpnpipe.model.build import Model
+from fpnpipe.data.dataset import Batch
+from fpnpipe.runtime import Runtime
 
 TERMS = ("total", "ce", "clust", "sep", "ortho", "fine", "l1")
 
@@ -59,17 +58,3 @@ def train_epoch(
     stats["accuracy"] = correct / max(seen, 1)
     stats["images_per_s"] = seen / max(time.perf_counter() - start, 1e-9)
     return stats
-
-
-@torch.no_grad()
-def predict(model: Model, loader: DataLoader, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (N, C) float64 and labels (N,) over an unshuffled loader."""
-    model.eval()
-    probs, labels = [], []
-    for batch in loader:
-        b: Batch = batch.to(runtime.device, runtime.channels_last)
-        with runtime.autocast():
-            logits = model(b.images).logits
-        probs.append(logits.float().softmax(1).cpu())
-        labels.append(b.labels.cpu())
-    return torch.cat(probs).double().numpy(), torch.cat(labels).numpy()

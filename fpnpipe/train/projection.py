@@ -15,10 +15,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from fpnpipe.classes import CLASSES
+from fpnpipe.data.projection_record import ProjectionRecord, empty_record
 from fpnpipe.metrics.activation import high_activation_box_batch, upsample_maps
-from fpnpipe.model import PrototypeNetwork
-from fpnpipe.train.data import Batch, CropDataset
-from fpnpipe.train.devices import Runtime
+from fpnpipe.model.base import ClassifierNet
+from fpnpipe.model.build import prototype_network
+from fpnpipe.model.network import PrototypeNetwork
+from fpnpipe.data.dataset import Batch, CropDataset, make_loader
+from fpnpipe.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +78,15 @@ def find_nearest_patches(model: PrototypeNetwork, loader: DataLoader, runtime: R
     return NearestPatches(best.cpu(), source.cpu(), grid.cpu(), vectors.cpu())
 
 
-@dataclass(frozen=True)
-class ProjectionRecord:
-    """Where every prototype came from (DESIGN.md, "Projection records"); m rows, crops of side S.
-
-    prototype_class, prototype_level (m,) int; source_image_id, source_patient_id (m,) str; grid (m, 2)
-    [row, col] at the prototype's level; similarity (m,) float (the best similarity found, before the
-    prototype was replaced); rf_box and high_box (m, 4) [x0, y0, x1, y1] in crop pixels, x1 / y1 exclusive
-    (receptive field of the grid cell; box of the self-activation's pixels >= its 95th percentile);
-    self_activation (m, S, S) float (the projected prototype's patch similarity on its source crop,
-    upsampled bilinearly); source_image (m, S, S) float (the source crop); duplicate_of (m,) int: the
-    lower-numbered prototype of the same class projected onto the same patch, or -1.
-    """
-
-    prototype_class: np.ndarray
-    prototype_level: np.ndarray
-    source_image_id: np.ndarray
-    source_patient_id: np.ndarray
-    grid: np.ndarray
-    similarity: np.ndarray
-    rf_box: np.ndarray
-    high_box: np.ndarray
-    self_activation: np.ndarray
-    source_image: np.ndarray
-    duplicate_of: np.ndarray
+def project(
+    model: PrototypeNetwork, push_set: CropDataset, batch_size: int, runtime: Runtime, num_workers: int = 0
+) -> NearestPatches:
+    """Stage B on `push_set` (training crops, unaugmented, in order): find and apply every prototype's
+    nearest own-class patch."""
+    loader = make_loader(push_set, batch_size, shuffle=False, num_workers=num_workers, pin_memory=runtime.pin_memory)
+    nearest = find_nearest_patches(model, loader, runtime)
+    apply_projection(model, nearest)
+    return nearest
 
 
 def apply_projection(model: PrototypeNetwork, nearest: NearestPatches) -> None:
@@ -176,3 +164,14 @@ def projection_record(
         source_image=np.stack([crops.images[s] if s >= 0 else empty for s in src]).astype(np.float32),
         duplicate_of=dup,
     )
+
+
+def describe_projection(
+    model: ClassifierNet, dataset: CropDataset, nearest: NearestPatches | None, runtime: Runtime, batch_size: int = 64
+) -> ProjectionRecord:
+    """The projection record of `model` (projection_record), or the empty record of a model without
+    prototypes."""
+    net = prototype_network(model)
+    if net is None or nearest is None:
+        return empty_record(dataset.crops.crop_size)
+    return projection_record(net, dataset, nearest, runtime, batch_size)

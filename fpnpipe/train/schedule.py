@@ -10,21 +10,22 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
 
-from fpnpipe.config import FinetuneParams, TrainParams, WarmupParams
+from fpnpipe.config import FinetuneParams, Section, TrainParams, WarmupParams
 from fpnpipe.metrics.classification import accuracy, detection_auroc, margin_auroc_table, margin_balanced_accuracy
 from fpnpipe.losses import PrototypeLoss
-from fpnpipe.model import Model
-from fpnpipe.train.data import CropDataset, make_loader
-from fpnpipe.train.devices import Runtime
-from fpnpipe.train.loop import predict, train_epoch
+from fpnpipe.model.build import Model, prototype_network
+from fpnpipe.data.dataset import CropDataset, make_loader
+from fpnpipe.runtime import Runtime
+from fpnpipe.inference import predict
+from fpnpipe.train.loop import train_epoch
 from fpnpipe.train.optim import build_optimizer, build_scheduler, set_trainable
-from fpnpipe.train.projection import NearestPatches, apply_projection, find_nearest_patches
+from fpnpipe.train.projection import NearestPatches, project
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +57,26 @@ def _epoch_metrics(stats: dict[str, float], val: dict[str, float], prefix: str =
     return out
 
 
+def phase_lrs(groups: Sequence[str], lr: Section, section: str) -> dict[str, float]:
+    """{group: learning rate} for the groups a training phase trains, read from the `lr` params section
+    named `section` (e.g. "warmup.lr"); ValueError naming the missing keys if a group has none."""
+    missing = [g for g in groups if g not in type(lr).model_fields]
+    if missing:
+        raise ValueError(f"{section} has no learning rate for parameter group(s) {missing} that this model trains")
+    return {g: float(getattr(lr, g)) for g in groups}
+
+
 def run_warmup(
     model: Model, loss_fn: PrototypeLoss, train_set: CropDataset, val_set: CropDataset, params: WarmupParams,
     train: TrainParams, runtime: Runtime, seed: int, on_epoch: EpochCallback,
 ) -> None:
-    """Stage A: backbone frozen; FPN (or add-on) and prototypes, plus the last layer if
-    `train_last_layer`, trained on equation (4)."""
+    """Stage A on equation (4): the groups of the model's training plan for warm-up (the backbone frozen:
+    for the prototype models the neck and the prototypes), plus the last layer if `train_last_layer`."""
     groups = model.param_groups()
-    neck = "fpn" if "fpn" in groups else "add_on"
-    lrs = {neck: params.lr.fpn, "prototypes": params.lr.prototypes}
-    if params.train_last_layer:
-        lrs["last_layer"] = params.lr.last_layer
-    lrs = {k: v for k, v in lrs.items() if k in groups}
-    if "fpn" not in groups and "prototypes" not in groups:  # the black box has only backbone + last layer
-        lrs = {"last_layer": params.lr.last_layer}
+    names = model.training_plan.warmup
+    if params.train_last_layer and "last_layer" not in names:
+        names = (*names, "last_layer")
+    lrs = phase_lrs(names, params.lr, "warmup.lr")
     optimizer = build_optimizer(groups, lrs, params.optimizer)
     scheduler = build_scheduler(optimizer, params.scheduler, params.epochs)
     val_loader = _loaders(val_set, params.batch_size, train, runtime, seed, 0, shuffle=False)
@@ -84,19 +91,12 @@ def run_warmup(
         on_epoch(_epoch_metrics(stats, val))
 
 
-def project(model: Model, push_set: CropDataset, batch_size: int, train: TrainParams, runtime: Runtime) -> NearestPatches:
-    """Stage B on `push_set` (training crops, unaugmented): find and apply every prototype's nearest patch."""
-    loader = _loaders(push_set, batch_size, train, runtime, 0, 0, shuffle=False)
-    nearest = find_nearest_patches(model, loader, runtime)
-    apply_projection(model, nearest)
-    return nearest
-
-
 @dataclass
 class FinetuneResult:
     state: dict[str, torch.Tensor]
     """Weights of the selected (projected) model, on the CPU."""
-    nearest: NearestPatches
+    nearest: NearestPatches | None
+    """Where the kept model's prototypes came from (None for a model without prototypes)."""
     epoch: int
     val: dict[str, float]
 
@@ -117,16 +117,14 @@ def run_finetune(
     margin AUROC among lesion crops (ties: detection AUROC, then the earlier), so the result is always a
     projected model."""
     groups = model.param_groups()
-    lr = params.lr
-    wanted = {"backbone": lr.backbone, "fpn": lr.fpn, "add_on": lr.fpn, "prototypes": lr.prototypes,
-              "last_layer": lr.last_layer}
-    joint_lrs = {k: v for k, v in wanted.items() if k in groups}
+    plan = model.training_plan
+    joint_lrs = phase_lrs(plan.joint, params.lr, "finetune.lr")
     optimizer = build_optimizer(groups, joint_lrs, params.optimizer)
     scheduler = build_scheduler(optimizer, params.scheduler, params.epochs)
     joint_groups = {g["name"] for g in optimizer.param_groups}
     val_loader = _loaders(val_set, params.batch_size, train, runtime, seed, 0, shuffle=False)
     best: FinetuneResult | None = None
-    has_prototypes = getattr(model, "has_prototypes", False)
+    net = prototype_network(model)
     for epoch in range(params.epochs):
         set_trainable(groups, joint_groups)
         loader = _loaders(train_set, params.batch_size, train, runtime, seed, 1000 + epoch, shuffle=True)
@@ -139,9 +137,10 @@ def run_finetune(
                  epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"], stats["images_per_s"])
         last = epoch + 1 == params.epochs
         if (epoch + 1) % params.project_every == 0 or last:
-            nearest = project(model, push_set, project_batch_size, train, runtime) if has_prototypes else _no_patches()
+            nearest = project(net, push_set, project_batch_size, runtime, train.num_workers) if net else None
             if params.last_layer_epochs and params.last_layer_lr > 0:
-                last_opt = build_optimizer(groups, {"last_layer": params.last_layer_lr}, params.optimizer)
+                last_lrs = dict.fromkeys(plan.last_layer, params.last_layer_lr)
+                last_opt = build_optimizer(groups, last_lrs, params.optimizer)
                 for k in range(params.last_layer_epochs):
                     ll_loader = _loaders(train_set, params.batch_size, train, runtime, seed, 5000 + 100 * epoch + k, True)
                     train_epoch(model, ll_loader, loss_fn, last_opt, runtime,
@@ -158,8 +157,3 @@ def run_finetune(
         raise RuntimeError("fine-tuning ended without a projected model")
     log.info("selected the projected model of epoch %d (val margin AUROC %.3f)", best.epoch, best.val["auroc_average"])
     return best
-
-
-def _no_patches() -> NearestPatches:
-    empty = torch.zeros(0)
-    return NearestPatches(empty, empty.long(), torch.zeros((0, 2), dtype=torch.long), torch.zeros((0, 0)))

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fpnpipe.config import AugmentParams
 from fpnpipe.data.schema import CropSet
-from fpnpipe.train.augment import augment_pair
+from fpnpipe.data.augment import augment_pair
 
 
 @dataclass

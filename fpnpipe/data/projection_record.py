@@ -1,8 +1,9 @@
-"""models/*_prototypes.h5: the projection record as a byte-stable HDF5 file."""
+"""The projection record (where every prototype came from) and its file form, models/*_prototypes.h5: a
+byte-stable HDF5 file. Written by the training stages, read by explain."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import h5py
@@ -10,7 +11,33 @@ import numpy as np
 
 from fpnpipe.atomic import atomic_file
 from fpnpipe.classes import CLASSES
-from fpnpipe.train.projection import ProjectionRecord
+
+
+@dataclass(frozen=True)
+class ProjectionRecord:
+    """Where every prototype came from (DESIGN.md, "Projection records"); m rows, crops of side S.
+
+    prototype_class, prototype_level (m,) int; source_image_id, source_patient_id (m,) str; grid (m, 2)
+    [row, col] at the prototype's level; similarity (m,) float (the best similarity found, before the
+    prototype was replaced); rf_box and high_box (m, 4) [x0, y0, x1, y1] in crop pixels, x1 / y1 exclusive
+    (receptive field of the grid cell; box of the self-activation's pixels >= its 95th percentile);
+    self_activation (m, S, S) float (the projected prototype's patch similarity on its source crop,
+    upsampled bilinearly); source_image (m, S, S) float (the source crop); duplicate_of (m,) int: the
+    lower-numbered prototype of the same class projected onto the same patch, or -1.
+    """
+
+    prototype_class: np.ndarray
+    prototype_level: np.ndarray
+    source_image_id: np.ndarray
+    source_patient_id: np.ndarray
+    grid: np.ndarray
+    similarity: np.ndarray
+    rf_box: np.ndarray
+    high_box: np.ndarray
+    self_activation: np.ndarray
+    source_image: np.ndarray
+    duplicate_of: np.ndarray
+
 
 RECORD_VERSION = 1
 _STRINGS = {"source_image_id", "source_patient_id"}

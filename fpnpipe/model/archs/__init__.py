@@ -1,0 +1,1 @@
+"""One module per registered architecture (fpnpipe.model.registry): each defines `build` and `DESCRIPTION`."""
