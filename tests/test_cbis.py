@@ -257,3 +257,13 @@ def test_label_map_is_a_parameter(tree: Tree) -> None:
     counts = label_counts([csv_path], label_map)
     assert counts["train"].kept == {"circumscribed": 0, "indistinct": 1, "spiculated": 1}
     assert counts["train"].dropped == {} and "test" not in counts
+
+
+def test_nul_byte_in_a_cbis_csv_is_one_error_naming_the_line(tmp_path: Path) -> None:
+    data = bytearray(REAL_CSVS[1].read_bytes())
+    third_line = [i for i, byte in enumerate(data) if byte == ord("\n")][1] + 1
+    data[third_line + 2] = 0
+    path = tmp_path / "mass_case_description_test_set.csv"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=rf"^{path}: line 3: NUL byte"):
+        read_cbis([path], tmp_path, DEFAULT_LABEL_MAP)

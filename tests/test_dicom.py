@@ -275,7 +275,17 @@ def test_missing_empty_and_junk_files(tmp_path: Path) -> None:
     assert "empty" in refused(tmp_path / "empty.dcm")
     (tmp_path / "notes.png").write_text("this is not an image\n" * 20)
     assert "neither DICOM nor an image" in refused(tmp_path / "notes.png")
-    assert refused(tmp_path) == "not a file"
+    assert refused(tmp_path) == "file is a directory, not a file"
+
+
+def test_symlink_loop_and_broken_link_get_their_reason(tmp_path: Path) -> None:
+    (tmp_path / "a.dcm").symlink_to(tmp_path / "b.dcm")
+    (tmp_path / "b.dcm").symlink_to(tmp_path / "a.dcm")
+    assert refused(tmp_path / "a.dcm") == "file is a symbolic link loop"
+    (tmp_path / "c.dcm").symlink_to(tmp_path / "gone.dcm")
+    assert refused(tmp_path / "c.dcm") == "file is a broken symbolic link (its target is missing)"
+    with pytest.raises(ImageReadError, match="symbolic link loop"):
+        read_mask(tmp_path / "a.dcm")
 
 
 def test_truncated_dicom_written_here(tmp_path: Path) -> None:
