@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fpnpipe.data.reasons import stable_reason
+
 Box = tuple[float, float, float, float]
 """[x0, y0, x1, y1] in source-image pixel coordinates (x = column, y = row), x1 > x0, y1 > y0."""
 
@@ -45,12 +47,16 @@ class LesionRow:
 
 @dataclass(frozen=True)
 class Rejection:
-    """A row that was not used, and why. Reported in reports/preprocess.json; never fatal unless --strict."""
+    """A row that was not used, and why. Reported in reports/preprocess.json; never fatal unless --strict.
+    The reason is made byte-stable (one line, no memory addresses) so the report is too."""
 
     source: str
     row: int | None
     reason: str
     image: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", stable_reason(self.reason, limit=2000))
 
     def to_json(self) -> dict[str, object]:
         return {"source": self.source, "row": self.row, "image": self.image, "reason": self.reason}
