@@ -121,7 +121,10 @@ def test_all_problems_of_a_row_are_reported(folder: Path) -> None:
     (rejection,) = read_manifest(path, DEFAULT_LABEL_MAP)[1]
     for words in ("image file not found", "patient_id is empty", "label 'odd'"):
         assert words in rejection.reason
-    assert rejection.image == "img/none.dcm"
+    assert rejection.to_json()["image"] == "img/none.dcm"
+    # A pseudonymised report names the row, never the file it quotes.
+    public = rejection.to_json(public=True)
+    assert public["image"] is None and "none.dcm" not in public["reason"] and "<withheld>" in public["reason"]
 
 
 def test_exact_and_reformatted_duplicates(folder: Path) -> None:
@@ -164,8 +167,9 @@ def test_contradicting_rows(folder: Path) -> None:
         DEFAULT_LABEL_MAP,
     )
     assert [r.row for r in rows] == [1]
-    assert "image_id 'case1' is already used by row 1" in rejections[0].reason
-    assert "listed in row 1 with patient_id 'P1'" in rejections[1].reason
+    assert "image_id 'case1' is already used by row 1" in rejections[0].text
+    assert "listed in row 1 with patient_id 'P1'" in rejections[1].text
+    assert rejections[1].to_json(public=True)["reason"].endswith("listed in row 1 with patient_id <withheld>")
 
 
 def test_wrong_field_count_and_blank_lines(folder: Path) -> None:
@@ -213,8 +217,8 @@ def test_symlink_loop_and_broken_link_are_named(folder: Path) -> None:
         DEFAULT_LABEL_MAP,
     )
     assert [r.row for r in rows] == [3]
-    assert rejections[0].reason == f"image file is a symbolic link loop: {folder / 'img' / 'loop1.dcm'}"
-    assert rejections[1].reason.startswith("image file is a broken symbolic link (its target is missing)")
+    assert rejections[0].text == f"image file is a symbolic link loop: {folder / 'img' / 'loop1.dcm'}"
+    assert rejections[1].text.startswith("image file is a broken symbolic link (its target is missing)")
 
 
 def test_rows_beyond_a_bad_number_go_on(folder: Path) -> None:

@@ -133,7 +133,9 @@ def dataset(in_tmp: Path) -> Path:
         writer.writerows(rows)
     (in_tmp / "bad_rows.json").write_text(json.dumps(bad))
     write_params(in_tmp / "params.yaml", {
-        "data": {"source": "manifest", "raw_dir": "raw", "manifest": "raw/manifest.csv"},
+        # Identifiers kept as they are, so the tests can find crops by image id (test_pseudonym.py covers
+        # the default, pseudonymised, manifest run).
+        "data": {"source": "manifest", "raw_dir": "raw", "manifest": "raw/manifest.csv", "pseudonymize": False},
         "crop": {"size": 32, "context": 1.5, "margin_band_px": 2},
         "split": {"val_fraction": 0.2, "test_fraction": 0.2},
         "preprocess": {"jobs": 1},

@@ -129,7 +129,10 @@ DEFAULT_LABEL_MAP: dict[str, str] = {
 
 
 class DataParams(Section):
-    """Where the raw data are and how their labels map to the classes."""
+    """Where the raw data are and how their labels map to the classes.
+
+    pseudonymize: replace patient and image identifiers by keyed pseudonyms before anything is written
+    (fpnpipe.data.pseudonym); null = by source: on for cbis and manifest, off for the synthetic set."""
 
     source: Literal["synthetic", "cbis", "manifest"] = "synthetic"
     raw_dir: str = "data/raw/synthetic"
@@ -138,6 +141,12 @@ class DataParams(Section):
     label_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LABEL_MAP))
     voi_window: bool = False
     intensity_percentiles: FloatRange = (0.5, 99.5)
+    pseudonymize: bool | None = None
+
+    @property
+    def pseudonymized(self) -> bool:
+        """Whether identifiers are pseudonymised: `pseudonymize`, or when null, all but the synthetic set."""
+        return self.pseudonymize if self.pseudonymize is not None else self.source != "synthetic"
 
     @field_validator("label_map")
     @classmethod

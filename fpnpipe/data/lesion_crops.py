@@ -15,7 +15,6 @@ A crop is refused, with a reason, when its pixels could not be trusted or would 
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from fpnpipe.data.crops import (
 from fpnpipe.data.image_table import ImageEntry
 from fpnpipe.data.images import ImageReadError, read_image, read_mask
 from fpnpipe.data.intensity import normalize_intensity
+from fpnpipe.data.reasons import private
 from fpnpipe.data.records import Box, Circle, LesionRow, Rejection
 from fpnpipe.data.schema import CropSet
 
@@ -90,7 +90,7 @@ def read_named_mask(path: Path, what: str) -> np.ndarray:
     try:
         return read_mask(path)
     except ImageReadError as exc:
-        raise CropRefused(f"{what} {Path(path).name}: {exc.reason}") from None
+        raise CropRefused(f"{what} {private(Path(path).name)}: {exc.reason}") from None
 
 
 def _lesion_box(annotation: Annotation, shape: tuple[int, int]) -> Box:
@@ -223,7 +223,9 @@ def plan_jobs(rows: list[LesionRow], splits: dict[str, str]) -> tuple[list[Image
             continue
         image_id = image_rows[0].image_id
         if image_id in seen_ids and seen_ids[image_id] != path:
-            rejections += [_reject(r, f"image_id {image_id!r} already names {seen_ids[image_id]}") for r in image_rows]
+            rejections += [
+                _reject(r, f"image_id {image_id!r} already names {private(seen_ids[image_id])}") for r in image_rows
+            ]
             continue
         seen_ids[image_id] = path
         lesions = tuple(r for r in image_rows if r.label != NORMAL_LABEL)
@@ -291,7 +293,8 @@ def crop_lesions(job: ImageJob, crop: CropParams, voi_window: bool, percentiles:
 
     entry = ImageEntry(
         image_id=job.image_id,
-        image_path=_display_path(job.image_path),
+        source=all_rows[0].source,
+        row=all_rows[0].row,
         patient_id=job.patient_id,
         split=job.split,
         shape=(int(image.shape[0]), int(image.shape[1])),
@@ -299,11 +302,3 @@ def crop_lesions(job: ImageJob, crop: CropParams, voi_window: bool, percentiles:
         all_lesions_known=len(boxes) == len(job.lesions),
     )
     return ImageResult(CropSet.concat(parts, crop.size), tuple(rejections), entry)
-
-
-def _display_path(path: Path) -> str:
-    """Path relative to the working directory when below it (portable artifacts), else absolute."""
-    try:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else str(path)
-    except ValueError:
-        return str(path)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from fpnpipe.classes import MARGIN_CLASSES, NORMAL_LABEL
 from fpnpipe.data.files import file_problem
+from fpnpipe.data.reasons import private
 from fpnpipe.data.records import LesionRow, Rejection
 from fpnpipe.data.schema import SPLITS
 
@@ -209,7 +210,7 @@ def _existing_file(text: str, folder: Path, what: str, problems: list[str]) -> P
     path = resolve_path(text, folder)
     problem = file_problem(path)
     if problem is not None:
-        problems.append(f"{what} {problem}: {path}")
+        problems.append(f"{what} {problem}: {private(path)}")
         return None
     return path
 
@@ -300,11 +301,11 @@ def _conflicts(row: LesionRow, seen: _Seen) -> list[str]:
     if row.image_id in seen.image_ids:
         image, earlier = seen.image_ids[row.image_id]
         if image != row.image_path:
-            problems.append(f"image_id {row.image_id!r} is already used by row {earlier} for {image}")
+            problems.append(f"image_id {private(repr(row.image_id))} is already used by row {earlier} for {private(image)}")
     if row.image_path in seen.images:
         patient, normal, earlier = seen.images[row.image_path]
         if patient != row.patient_id:
-            problems.append(f"the image is listed in row {earlier} with patient_id {patient!r}")
+            problems.append(f"the image is listed in row {earlier} with patient_id {private(repr(patient))}")
         if normal or row.label == NORMAL_LABEL:
             problems.append(f"the image is listed in row {earlier} too, and a normal image cannot have other rows")
     return problems
@@ -381,7 +382,7 @@ def read_manifest(path: Path, label_map: Mapping[str, str]) -> tuple[list[Lesion
         row, problems = _check_record(values, number, header, labels, seen)
         if row is None:
             image = values[image_column].strip() if image_column < len(values) else ""
-            rejections.append(Rejection(str(path), number, "; ".join(problems), image=image or None))
+            rejections.append(Rejection(str(path), number, "; ".join(problems), image=private(image) if image else None))
         else:
             _remember(row, seen)
             rows.append(row)

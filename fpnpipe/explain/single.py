@@ -17,6 +17,7 @@ import numpy as np
 from fpnpipe.config import CropParams
 from fpnpipe.data.images import ImageReadError
 from fpnpipe.data.lesion_crops import Annotation, CropRefused, crop_lesion, load_image, read_named_mask
+from fpnpipe.data.reasons import reveal
 from fpnpipe.data.records import Box
 
 
@@ -53,4 +54,5 @@ def crop_new_image(
         annotation = Annotation(box=box) if roi is None else Annotation(roi=read_named_mask(Path(roi), "ROI mask"))
         return crop_lesion(image, annotation, crop).image
     except (ImageReadError, CropRefused, ValueError) as exc:
-        raise NewImageError(f"{image_path}: {getattr(exc, 'reason', None) or exc}") from None
+        # The user's own terminal: quoted file names are shown (reveal), as in preprocessing's log.
+        raise NewImageError(f"{image_path}: {reveal(getattr(exc, 'reason', None) or str(exc))}") from None
