@@ -52,6 +52,7 @@ from pydicom.uid import (
 from fpnpipe.data.reasons import exception_reason, stable_reason
 
 GREY_PHOTOMETRIC: tuple[str, ...] = ("MONOCHROME1", "MONOCHROME2")
+_first_line = exception_reason  # an exception as a one-line, byte-stable reason
 _LUT_MAX_ENTRIES = 1 << 16
 """Stored ranges up to this many values are mapped through a precomputed float32 table (no float64 image)."""
 
@@ -135,8 +136,6 @@ def _check_header(path: Path, ds: Dataset) -> None:
     except Exception as exc:  # a value pydicom cannot convert raises anything from ValueError to KeyError
         raise ImageReadError(path, f"malformed image header ({_first_line(exc)})") from None
 
-
-_first_line = exception_reason
 
 # Image Pixel module elements read here, each a single US value (2 bytes) in a valid file.
 _PIXEL_MODULE_US: tuple[tuple[int, str], ...] = (
