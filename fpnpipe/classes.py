@@ -17,6 +17,10 @@ NORMAL_LABEL: str = "normal"
 FPN_LEVELS: tuple[int, ...] = (2, 3, 4, 5)
 """FPN levels of the pyramid, finest (2) to coarsest (5), paper Section 3.1."""
 
+FPN_STRIDES: dict[int, int] = {2: 4, 3: 8, 4: 16, 5: 16}
+"""Crop pixels per map cell at each level for the VGG-16 taps (c2, c3, c4 = max-pool outputs of blocks 2-4;
+c5 = the last conv block without its max-pool), so a level's map is crop.size / stride cells per side."""
+
 
 def class_index(name: str) -> int:
     """Index of a class name; raises ValueError naming the valid classes."""

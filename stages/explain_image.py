@@ -12,7 +12,8 @@ from stages.common import PARAMS_OPTION, fail, log, start
 from stages.paths import FINAL_MODEL, FINAL_RECORD
 
 OUT_DIR = Path("reports/explain-image")
-"""Where the figure goes by default: <OUT_DIR>/<image file stem>.png."""
+"""Where the figure goes by default: <OUT_DIR>/<image file stem>.png, or <OUT_DIR>/I-<12 hex>.png when
+data.pseudonymize is on for data.source (the pseudonym is recorded in data/private/pseudonyms.csv)."""
 
 
 def main(
@@ -55,13 +56,19 @@ def main(
                               box=lesion_box, roi=roi)
     except NewImageError as exc:
         fail(f"explain-image: {exc}")
-    case = explain_images(model, crop[None], [image.name], [None], p.explain.top_prototypes)[0]
+    if p.data.pseudonymized:  # the figure title and file name would otherwise quote the file name
+        from fpnpipe.data.pseudonym import file_pseudonym
+
+        case_id = stem = file_pseudonym(image)
+    else:
+        case_id, stem = image.name, safe_name(image.stem)
+    case = explain_images(model, crop[None], [case_id], [None], p.explain.top_prototypes)[0]
     typer.echo(probability_table(case.probabilities))
     net = prototype_network(model)
     if not case.rows or record is None or net is None:
         typer.echo(f"The model ({model.arch}) has no prototypes: there is no case-based explanation to draw.")
         return
-    target = out if out is not None else OUT_DIR / f"{safe_name(image.stem)}.png"
+    target = out if out is not None else OUT_DIR / f"{stem}.png"
     scale = activation_scale(net.prototype_layer.similarity, record.self_activation)
     save_figure(case_figure(case, record, scale, p.explain.dpi), target)
     typer.echo(f"figure: {target}")

@@ -20,14 +20,16 @@ def main(params: Path = PARAMS_OPTION) -> None:
 
     from fpnpipe.atomic import write_json
     from fpnpipe.data.image_table import read_image_table
-    from fpnpipe.data.negatives import negatives_for_image
+    from fpnpipe.data.negatives import locate, negatives_for_image
     from fpnpipe.data.schema import CropSet, SchemaError, read_crops, write_crops
+    from fpnpipe.data.sources import image_paths, import_rows
     from fpnpipe.parallel import map_progress
 
     try:
         crops = read_crops(CROPS, p.crop.size)
         entries = read_image_table(IMAGES)
-    except (SchemaError, ValueError) as exc:
+        sources = locate(entries, image_paths(import_rows(p.data)[0]))  # files by manifest row, not by name
+    except (SchemaError, ValueError, OSError) as exc:
         fail(f"negatives: {exc}")
     # Patch sides follow the lesion crops' sides in source pixels (training split), so scale is no cue.
     train = crops.split == "train"
@@ -43,7 +45,7 @@ def main(params: Path = PARAMS_OPTION) -> None:
         voi_window=p.data.voi_window,
         percentiles=p.data.intensity_percentiles,
     )
-    results = map_progress(work, entries, p.preprocess.jobs, "negatives")
+    results = map_progress(work, sources, p.preprocess.jobs, "negatives")
     negatives = CropSet.concat([r.crops for r in results], p.crop.size)
     if len(negatives) == 0:
         fail("negatives: no tissue patch could be taken from any image; see the notes in the log")

@@ -30,13 +30,15 @@ def main(
     from fpnpipe.classes import CLASSES, MARGIN_CLASSES
     from fpnpipe.data.image_table import write_image_table
     from fpnpipe.data.lesion_crops import crop_lesions, plan_jobs
+    from fpnpipe.data.pseudonym import MAPPING_FILE, open_pseudonymizer, write_mapping
     from fpnpipe.data.schema import SPLITS, CropSet, write_crops
     from fpnpipe.data.sources import import_rows
     from fpnpipe.data.splits import assign_splits
     from fpnpipe.parallel import map_progress
 
     try:
-        rows, rejections = import_rows(p.data)
+        pseudonymizer = open_pseudonymizer() if p.data.pseudonymized else None
+        rows, rejections = import_rows(p.data, pseudonymizer)
     except (ValueError, OSError) as exc:
         fail(f"preprocess: {exc}")
     n_rows = len(rows) + len(rejections)
@@ -65,16 +67,19 @@ def main(
         },
         "patients": {"by_split": dict(Counter(split.assignment.values())), "split_conflicts": len(split.conflicts)},
         "splits_drawn_at_random": list(split.drawn),
-        "rejected": [r.to_json() for r in sorted(rejections, key=_order)],
+        # Under pseudonymisation the report withholds quoted paths and ids; the log below shows them.
+        "rejected": [r.to_json(public=p.data.pseudonymized) for r in sorted(rejections, key=_order)],
     }
     for r in rejections[:20]:
-        log.warning("rejected %s row %s (%s): %s", r.source, r.row, r.image, r.reason)
+        log.warning("rejected %s", r.describe())
     if len(rejections) > 20:
         log.warning("... and %d more rejected rows: see %s", len(rejections) - 20, REPORT)
 
     if strict and rejections:
         fail(f"preprocess --strict: {len(rejections)} row(s) rejected, nothing written (first: "
-             f"{rejections[0].source} row {rejections[0].row}: {rejections[0].reason})")
+             f"{rejections[0].describe()})")
+    if pseudonymizer is not None:
+        write_mapping(MAPPING_FILE, pseudonymizer.pairs())  # local and git-ignored, not a DVC output
     write_json(REPORT, report)
     if len(crops) == 0:
         fail(f"preprocess: no usable lesion rows ({len(rejections)} rejected); see {REPORT}")

@@ -43,10 +43,11 @@ def test_real_csvs_without_images_reject_every_row(tmp_path: Path) -> None:
     assert len(rejections) == sum(ROWS_PER_SET.values())
     kept = sum(sum(v.values()) for v in REFERENCE.values())
     by_label = [r for r in rejections if "not in data.label_map" in r.reason]
-    not_found = [r for r in rejections if r.reason.startswith("full mammogram not found: tried ")]
+    not_found = [r for r in rejections if r.text.startswith("full mammogram not found: tried ")]
     assert len(by_label) == sum(ROWS_PER_SET.values()) - kept
     assert len(not_found) == kept
-    assert all(str(tmp_path) in r.reason and r.reason.endswith("/*.dcm") for r in not_found)
+    assert all(str(tmp_path) in r.text and r.text.endswith("/*.dcm") for r in not_found)
+    assert not any(str(tmp_path) in r.to_json(public=True)["reason"] for r in not_found)
     # Every row number appears once per file, in file order.
     train_rows = [r.row for r in rejections if r.source.endswith("train_set.csv")]
     assert train_rows == list(range(1, ROWS_PER_SET["train"] + 1))
@@ -195,7 +196,7 @@ def test_fake_tcia_tree_resolution(tree: Tree, monkeypatch: pytest.MonkeyPatch) 
     assert by_id["Mass-Training_P_00001_LEFT_CC"].split is None
     assert by_id["Mass-Test_P_00003_LEFT_CC"].split == "test"
 
-    reasons = {r.row: r.reason for r in rejections}
+    reasons = {r.row: r.text for r in rejections}
     assert sorted(reasons) == [5, 6, 7, 8]
     assert reasons[5].startswith("full mammogram not found: tried ")
     assert "Mass-Training_P_00004_LEFT_CC/*-" in reasons[5]
@@ -221,7 +222,7 @@ def test_duplicate_abnormality_and_non_mass_rows(tree: Tree) -> None:
     tree.rows.append({**row, "image file path": "just/a/path"})
     rows, rejections = read_cbis([tree.write_csv()], tree.root, DEFAULT_LABEL_MAP)
     assert len(rows) == 1
-    reasons = {r.row: r.reason for r in rejections}
+    reasons = {r.row: r.text for r in rejections}
     assert "abnormality Mass-Training_P_00011_LEFT_CC_1 is already listed at" in reasons[2]
     assert reasons[3] == "exact duplicate of row 1"
     assert "abnormality type 'calcification' is not 'mass'" in reasons[4]
@@ -257,3 +258,13 @@ def test_label_map_is_a_parameter(tree: Tree) -> None:
     counts = label_counts([csv_path], label_map)
     assert counts["train"].kept == {"circumscribed": 0, "indistinct": 1, "spiculated": 1}
     assert counts["train"].dropped == {} and "test" not in counts
+
+
+def test_nul_byte_in_a_cbis_csv_is_one_error_naming_the_line(tmp_path: Path) -> None:
+    data = bytearray(REAL_CSVS[1].read_bytes())
+    third_line = [i for i, byte in enumerate(data) if byte == ord("\n")][1] + 1
+    data[third_line + 2] = 0
+    path = tmp_path / "mass_case_description_test_set.csv"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=rf"^{path}: line 3: NUL byte"):
+        read_cbis([path], tmp_path, DEFAULT_LABEL_MAP)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit
 
@@ -82,17 +82,41 @@ def test_signed_pixel_representation(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out, [[-32768, -1000, -1], [0, 1234, 32767]])
 
 
-def test_unsigned_12_bit_ignores_garbage_high_bits(tmp_path: Path) -> None:
+def test_stored_values_above_bits_stored_are_refused(tmp_path: Path) -> None:
+    # 12 bits stored, but three words use the 4 bits above HighBit: the header does not describe the data.
     pixels = np.array([[0xAFFB, 0x1005], [0x0FFF, 0xF000]], np.uint16)
-    out = read_image(write_dicom(tmp_path / "g.dcm", pixels, uid_key="g", bits_stored=12))
-    np.testing.assert_array_equal(out, [[0xFFB, 0x005], [0xFFF, 0x000]])
+    path = write_dicom(tmp_path / "g.dcm", pixels, uid_key="g", bits_stored=12)
+    assert refused(path).startswith("stored values out of range: 3 of 4 pixels use bits above HighBit 11")
+    rle = write_dicom(tmp_path / "g_rle.dcm", pixels, uid_key="g", bits_stored=12, rle=True)
+    assert "stored values out of range: 3 of 4 pixels" in refused(rle)
+    with pytest.raises(ImageReadError, match="out of range"):
+        read_mask(path)
 
 
-def test_signed_12_bit_sign_extends_and_ignores_high_bits(tmp_path: Path) -> None:
-    raw = np.array([[0xAFFB, 0x1005], [0x0FFF, 0xF800]], np.uint16).view(np.int16)
+def test_high_bits_are_masked_when_an_embedded_overlay_is_declared_there(tmp_path: Path) -> None:
+    # Retired DICOM usage: an overlay plane stored in bit 12 of the pixel words. The value is the low 12 bits.
+    pixels = np.array([[0x1FFB, 0x1005], [0x0FFF, 0x1000]], np.uint16)
+    path = write_dicom(tmp_path / "ov.dcm", pixels, uid_key="ov", bits_stored=12)
+
+    def overlay(ds: Dataset) -> None:
+        ds.add_new(0x60000010, "US", 2)
+        ds.add_new(0x60000011, "US", 2)
+        ds.add_new(0x60000100, "US", 16)
+        ds.add_new(0x60000102, "US", 12)
+
+    edit(path, overlay)
+    np.testing.assert_array_equal(read_image(path), [[0xFFB, 0x005], [0xFFF, 0x000]])
+
+
+def test_signed_12_bit_sign_extended_or_zero_high_bits(tmp_path: Path) -> None:
+    # Writers leave a signed value's high bits zero or sign-extend it; both are the same 12-bit value.
+    raw = np.array([[0xFFFB, 0x0005], [0x0FFF, 0xF800]], np.uint16).view(np.int16)
     out = read_image(write_dicom(tmp_path / "gs.dcm", raw, uid_key="gs", bits_stored=12))
     # 12-bit two's complement: 0xFFB = -5, 0x005 = 5, 0xFFF = -1, 0x800 = -2048.
     np.testing.assert_array_equal(out, [[-5, 5], [-1, -2048]])
+    garbage = np.array([[0xAFFB, 0x0005], [0x0FFF, 0x7800]], np.uint16).view(np.int16)
+    path = write_dicom(tmp_path / "gg.dcm", garbage, uid_key="gg", bits_stored=12)
+    assert refused(path).startswith("stored values out of range: 2 of 4 pixels")
 
 
 def _linear_window(x: np.ndarray, center: float, width: float, y_min: float, y_max: float) -> np.ndarray:
@@ -275,13 +299,89 @@ def test_missing_empty_and_junk_files(tmp_path: Path) -> None:
     assert "empty" in refused(tmp_path / "empty.dcm")
     (tmp_path / "notes.png").write_text("this is not an image\n" * 20)
     assert "neither DICOM nor an image" in refused(tmp_path / "notes.png")
-    assert refused(tmp_path) == "not a file"
+    assert refused(tmp_path) == "file is a directory, not a file"
+
+
+def test_symlink_loop_and_broken_link_get_their_reason(tmp_path: Path) -> None:
+    (tmp_path / "a.dcm").symlink_to(tmp_path / "b.dcm")
+    (tmp_path / "b.dcm").symlink_to(tmp_path / "a.dcm")
+    assert refused(tmp_path / "a.dcm") == "file is a symbolic link loop"
+    (tmp_path / "c.dcm").symlink_to(tmp_path / "gone.dcm")
+    assert refused(tmp_path / "c.dcm") == "file is a broken symbolic link (its target is missing)"
+    with pytest.raises(ImageReadError, match="symbolic link loop"):
+        read_mask(tmp_path / "a.dcm")
 
 
 def test_truncated_dicom_written_here(tmp_path: Path) -> None:
     path = write_dicom(tmp_path / "t.dcm", _ramp((64, 64)), uid_key="t")
     path.write_bytes(path.read_bytes()[:-1000])
     assert "cannot decode" in refused(path)
+
+
+def _jpeg_dicom(path: Path, codestream: bytes, pixels: np.ndarray) -> Path:
+    write_dicom(path, pixels, uid_key=path.name)
+
+    def to_jpeg(ds: Dataset) -> None:
+        ds.PixelData = encapsulate([codestream])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+
+    return edit(path, to_jpeg)
+
+
+@pytest.mark.parametrize("kept", [0.5, 0.95])
+def test_truncated_baseline_jpeg_is_refused_not_filled_in(tmp_path: Path, kept: float) -> None:
+    y, x = np.mgrid[:256, :200]
+    pixels = (128 + 100 * np.sin(x / 5) * np.cos(y / 7)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    whole = buffer.getvalue()
+    # The complete codestream reads (the decoder is not what refuses the cut one) ...
+    assert read_image(_jpeg_dicom(tmp_path / "whole.dcm", whole, pixels)).shape == (256, 200)
+    # ... and the cut one, which decoders fill in without a word, is refused.
+    path = _jpeg_dicom(tmp_path / "cut.dcm", whole[: int(len(whole) * kept)], pixels)
+    assert refused(path).startswith("incomplete compressed pixel data (JPEG Baseline (Process 1))")
+
+
+def test_jpeg2000_decode_failure_reason_is_byte_stable(tmp_path: Path) -> None:
+    path = write_dicom(tmp_path / "j2k.dcm", _ramp((64, 64)), uid_key="j2k", bits_stored=12)
+    edit(path, lambda ds: ds.compress(JPEG2000Lossless, generate_instance_uid=False))
+    ds = pydicom.dcmread(path)
+    (frame,) = list(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame[:40] + b"\x55" * (len(frame) - 42) + b"\xff\xd9"])  # junk, end marker kept
+    ds.save_as(path)
+    reasons = {refused(path) for _ in range(3)}  # the decoders' texts name a new object (address) each time
+    (reason,) = reasons
+    assert reason.startswith("cannot decode pixel data (JPEG 2000 Image Compression (Lossless Only))")
+    assert "<_io.BytesIO object>" in reason and "0x" not in reason
+
+
+def _corrupt_rows(tmp_path: Path, name: str, change) -> Path:
+    path = write_dicom(tmp_path / f"{name}.dcm", _ramp((64, 64)), uid_key=name)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x28\x00\x10\x00US")  # (0028,0010) Rows, explicit VR little endian
+    assert at > 0
+    change(data, at)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "words"),
+    [
+        ("len4", lambda d, i: d.__setitem__(slice(i + 6, i + 8), b"\x04\x00"), "value length 4"),
+        ("len512", lambda d, i: d.__setitem__(slice(i + 6, i + 8), b"\x00\x02"), "value length 512"),
+        ("len0", lambda d, i: d.__setitem__(slice(i + 6, i + 8), b"\x00\x00"), "no value"),
+        ("vrXX", lambda d, i: d.__setitem__(slice(i + 4, i + 6), b"XX"), "value representation 'XX'"),
+        ("vrUT", lambda d, i: d.__setitem__(slice(i + 4, i + 6), b"UT"), "value representation 'UT'"),
+    ],
+)
+def test_corrupt_rows_element_is_named_not_taken_for_missing_pixels(tmp_path: Path, name, change, words) -> None:
+    path = _corrupt_rows(tmp_path, name, change)
+    reason = refused(path)
+    assert reason.startswith("corrupt header element (0028,0010) Rows") and words in reason
+    with pytest.raises(ImageReadError, match=r"corrupt header element \(0028,0010\) Rows"):
+        image_shape(path)
 
 
 def test_zero_size_dicom(tmp_path: Path) -> None:

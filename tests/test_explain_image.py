@@ -3,6 +3,7 @@ is written; bad input stops with a message that names the problem."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from fpnpipe.data.crops import context_box, crop_image, mask_box
 from fpnpipe.data.dicom_write import write_dicom
 from fpnpipe.data.images import read_image, read_mask
 from fpnpipe.data.intensity import normalize_intensity
+from fpnpipe.data.pseudonym import read_mapping
 from fpnpipe.explain.figures import CaseLayout
 from fpnpipe.explain.single import NewImageError, crop_new_image, parse_box
 from fpnpipe.model.checkpoint import load_checkpoint, save_checkpoint
@@ -90,6 +92,21 @@ def test_explain_image_prints_probabilities_and_writes_the_figure(case_files: Pa
     assert by_box.exit_code == 0, by_box.output
     assert [ln for ln in by_box.output.splitlines() if ln.split() and ln.split()[0] in CLASSES] == list(rows.values())
     assert (case_files / "reports/explain-image/new_case.png").is_file()
+
+
+def test_figure_is_named_by_pseudonym_when_the_source_is_pseudonymised(case_files: Path, run_stage,
+                                                                      monkeypatch) -> None:
+    monkeypatch.setenv("FPNPIPE_PSEUDONYM_KEY", "explain-image-test-key")
+    shutil.copy(case_files / "new case.dcm", case_files / "Doe^Jane_ACC998877.dcm")
+    write_params(case_files / "hospital.yaml", {"data": {"source": "manifest"}, "crop": {"size": SIZE},
+                                                 "train": {"device": "cpu"}, "explain": {"top_prototypes": 2, "dpi": 60}})
+    result = run_stage("explain-image", "Doe^Jane_ACC998877.dcm", "--roi", "roi.png", "--params", "hospital.yaml")
+    assert result.exit_code == 0, result.output
+    (figure,) = (case_files / "reports/explain-image").iterdir()
+    assert re.fullmatch(r"I-[0-9a-f]{12}\.png", figure.name)
+    mapping = read_mapping(case_files / "data/private/pseudonyms.csv")
+    assert mapping[("image", (case_files / "Doe^Jane_ACC998877").as_posix())] == figure.stem
+    assert b"Doe" not in figure.read_bytes() and b"ACC998877" not in figure.read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,14 @@ BAD_ROWS: list[tuple[dict[str, str], str]] = [
     ({**BOX, "x0": "ten"}, "x0 'ten' is not a number"),
     ({**BOX, "y1": "nan"}, "y1 'nan' is not a finite number"),
     ({**BOX, "x1": "inf"}, "x1 'inf' is not a finite number"),
+    ({**BOX, "x0": "-Infinity"}, "x0 '-Infinity' is not a finite number"),
+    ({**BOX, "x1": "1e400"}, "x1 '1e400' is not a finite number"),  # overflows to inf when parsed
+    ({**BOX, "x1": "1e300"}, "x1 = 1e300 is beyond 1000000 pixels"),
+    ({"image_path": "img/a.dcm", "patient_id": "P1", "label": "spiculated", "cx": "4", "cy": "4", "radius": "1e300"},
+     "radius = 1e300 is beyond 1000000 pixels"),
+    ({"image_path": "img/a.dcm", "patient_id": "P1", "label": "spiculated", "cx": "NaN", "cy": "4", "radius": "2"},
+     "cx 'NaN' is not a finite number"),
+    ({**BOX, "image_path": "img"}, "image file is a directory, not a file"),
     ({**BOX, "x1": "10"}, "x1 (10) must be greater than x0 (10)"),
     ({**BOX, "y1": "5"}, "y1 (5) must be greater than y0 (20)"),
     ({**BOX, "x0": "-1"}, "x0 = -1 must not be negative"),
@@ -113,7 +121,10 @@ def test_all_problems_of_a_row_are_reported(folder: Path) -> None:
     (rejection,) = read_manifest(path, DEFAULT_LABEL_MAP)[1]
     for words in ("image file not found", "patient_id is empty", "label 'odd'"):
         assert words in rejection.reason
-    assert rejection.image == "img/none.dcm"
+    assert rejection.to_json()["image"] == "img/none.dcm"
+    # A pseudonymised report names the row, never the file it quotes.
+    public = rejection.to_json(public=True)
+    assert public["image"] is None and "none.dcm" not in public["reason"] and "<withheld>" in public["reason"]
 
 
 def test_exact_and_reformatted_duplicates(folder: Path) -> None:
@@ -156,8 +167,9 @@ def test_contradicting_rows(folder: Path) -> None:
         DEFAULT_LABEL_MAP,
     )
     assert [r.row for r in rows] == [1]
-    assert "image_id 'case1' is already used by row 1" in rejections[0].reason
-    assert "listed in row 1 with patient_id 'P1'" in rejections[1].reason
+    assert "image_id 'case1' is already used by row 1" in rejections[0].text
+    assert "listed in row 1 with patient_id 'P1'" in rejections[1].text
+    assert rejections[1].to_json(public=True)["reason"].endswith("listed in row 1 with patient_id <withheld>")
 
 
 def test_wrong_field_count_and_blank_lines(folder: Path) -> None:
@@ -194,6 +206,51 @@ def test_bom_header_case_extra_columns_and_absolute_path(folder: Path, tmp_path_
 
 
 # ---------------------------------------------------------------- file-level errors
+
+
+def test_symlink_loop_and_broken_link_are_named(folder: Path) -> None:
+    (folder / "img" / "loop1.dcm").symlink_to(folder / "img" / "loop2.dcm")
+    (folder / "img" / "loop2.dcm").symlink_to(folder / "img" / "loop1.dcm")
+    (folder / "img" / "dangling.dcm").symlink_to(folder / "img" / "gone.dcm")
+    rows, rejections = read_manifest(
+        write(folder, [{**BOX, "image_path": "img/loop1.dcm"}, {**BOX, "image_path": "img/dangling.dcm"}, BOX]),
+        DEFAULT_LABEL_MAP,
+    )
+    assert [r.row for r in rows] == [3]
+    assert rejections[0].text == f"image file is a symbolic link loop: {folder / 'img' / 'loop1.dcm'}"
+    assert rejections[1].text.startswith("image file is a broken symbolic link (its target is missing)")
+
+
+def test_rows_beyond_a_bad_number_go_on(folder: Path) -> None:
+    # A value that would overflow when the crop box is built is one rejected row, not a stopped import.
+    huge = {"image_path": "img/b.dcm", "patient_id": "P2", "label": "circumscribed", "cx": "9", "cy": "9",
+            "radius": "1e300"}
+    rows, rejections = read_manifest(write(folder, [huge, BOX, {**huge, "radius": "inf"}]), DEFAULT_LABEL_MAP)
+    assert [r.row for r in rows] == [2] and [r.row for r in rejections] == [1, 3]
+
+
+@pytest.mark.parametrize("line", [1, 2, 3])
+def test_nul_byte_is_one_error_naming_file_and_line(folder: Path, line: int) -> None:
+    path = write(folder, [BOX, {**BOX, "x0": "11"}])
+    data = bytearray(path.read_bytes())
+    starts = [0] + [i + 1 for i, byte in enumerate(data) if byte == ord("\n")]
+    data[starts[line - 1] + 3] = 0  # inside a field of that line
+    path.write_bytes(bytes(data))
+    with pytest.raises(ManifestError) as info:
+        read_manifest(path, DEFAULT_LABEL_MAP)
+    assert str(info.value).startswith(f"{path}: line {line}: NUL byte")
+
+
+def test_non_utf8_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("image_path,patient_id,label,x0,y0,x1,y1\nimg/a.dcm,Müller,spiculated,1,2,3,4\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"not a UTF-8 CSV text file \(line 2, byte"):
+        read_manifest(path, DEFAULT_LABEL_MAP)
+
+
+def test_manifest_path_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="CSV file is a directory"):
+        read_manifest(tmp_path, DEFAULT_LABEL_MAP)
 
 
 def test_missing_manifest(tmp_path: Path) -> None:

@@ -94,6 +94,10 @@ def test_pretrained_weights_grey_input_and_normalisation(tmp_path):
     torch.testing.assert_close(c5, expected)
 
 
+class _Opaque:
+    """An arbitrary object: torch.load(weights_only=True) must refuse to rebuild it."""
+
+
 def test_pretrained_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="model.pretrained: file not found"):
         build_model(ModelParams(width=1.0, pretrained=str(tmp_path / "none.pth")), PROTOS)
@@ -105,6 +109,14 @@ def test_pretrained_errors_name_the_key(tmp_path):
     junk.write_bytes(b"not a state dict")
     with pytest.raises(ConfigError, match="not a readable"):
         build_model(ModelParams(width=1.0, pretrained=str(junk)), PROTOS)
+    evil = tmp_path / "evil.pth"
+    torch.save({"features.0.weight": torch.zeros(1), "hook": _Opaque()}, evil)
+    with pytest.raises(ConfigError) as info:
+        build_model(ModelParams(width=1.0, pretrained=str(evil)), PROTOS)
+    assert str(info.value) == (
+        f"model.pretrained: {evil}: refused: not a plain state dict (it holds objects other than tensors and "
+        "plain data); fpnpipe never loads such files"
+    )
     with pytest.raises(ConfigError, match="model.pretrained: .*full-width"):
         parse_params({"model": {"width": 0.5, "pretrained": "w.pth"}})
 

@@ -56,8 +56,40 @@ def test_missing_and_corrupt_files(tmp_path):
 def test_arbitrary_objects_are_never_unpickled(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "fpnpipe-checkpoint", "payload": _NotATensor()}, path)
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
+    assert str(info.value) == (
+        f"{path}: refused: not an fpnpipe checkpoint (it holds objects other than tensors and plain data); "
+        "fpnpipe never loads such files"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("object", "refused: not an fpnpipe checkpoint (it holds objects other than tensors"),
+        ("legacy-torch", "refused: not an fpnpipe checkpoint (it holds objects other than tensors"),
+        ("plain-pickle", "not a readable checkpoint (not a PyTorch file of tensors and plain data (Unsupported"),
+        ("junk", "not a readable checkpoint (not a PyTorch file of tensors and plain data (Unsupported"),
+    ],
+)
+def test_refusals_never_suggest_the_unsafe_retry(tmp_path, kind, words):
+    import pickle
+
+    path = tmp_path / f"{kind}.pt"
+    if kind == "object":
+        torch.save({"x": _NotATensor()}, path)
+    elif kind == "legacy-torch":
+        torch.save({"x": _NotATensor()}, path, _use_new_zipfile_serialization=False)
+    elif kind == "plain-pickle":
+        path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    else:
+        path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {words}")
+    assert "weights_only" not in message and "trust" not in message and "\n" not in message
 
 
 def test_weights_that_do_not_match_the_config(saved, tmp_path):

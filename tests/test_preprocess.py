@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit
 
 from fpnpipe.classes import CLASSES, NEGATIVE_INDEX
 from fpnpipe.data.dicom_write import Identity, write_dicom
@@ -94,6 +98,33 @@ def dataset(in_tmp: Path) -> Path:
     bad_row("more than one split", image_path=image("split_b", 46), patient_id="X8", label="spiculated",
             x0="10", y0="10", x1="30", y1="30", split="test")
     bad_row("x1", image_path=image("inverted", 47), patient_id="X9", label="spiculated", x0="30", y0="10", x1="20", y1="30")
+    # Pixels that cannot be trusted or would teach nothing (issue 13.5 / 13.6).
+    bad_row("constant image", image_path=image("slope0", 48, (50, 80, 12), rescale=(0.0, 100.0)), patient_id="X10",
+            label="spiculated", x0="40", y0="70", x1="60", y1="90")
+    bad_row("constant crop", image_path=image("air", 49), patient_id="X11", label="spiculated",
+            x0="100", y0="2", x1="120", y1="22")  # a box in the air beside the breast
+    bad_row("only 29% of the crop box lies inside the image", image_path=image("corner", 50), patient_id="X12",
+            label="indistinct", cx="5", cy="5", radius="40")
+    bad_row("longer than the image's longer side (160 px)", image_path=image("huge", 51), patient_id="X13",
+            label="indistinct", cx="50", cy="50", radius="3000")
+    bad_row("x1 = 1e300 is beyond 1000000 pixels", image_path=image("overflow", 52), patient_id="X14",
+            label="indistinct", x0="1", y0="1", x1="1e300", y1="9")
+    wide = write_dicom(raw / "img" / "wide.dcm", _mammogram(53, (50, 80, 12)) * 16, uid_key="wide", bits_stored=12,
+                       identity=IDENT)
+    bad_row("stored values out of range", image_path="img/wide.dcm", patient_id="X15", label="indistinct",
+            x0="40", y0="70", x1="60", y1="90")
+    cut = write_dicom(raw / "img" / "cut.dcm", (_mammogram(54, (50, 80, 12)) // 16).astype(np.uint8), uid_key="cut",
+                      identity=IDENT)
+    buffer = io.BytesIO()
+    Image.fromarray((_mammogram(54, (50, 80, 12)) // 16).astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+    ds = pydicom.dcmread(cut)
+    ds.PixelData = encapsulate([buffer.getvalue()[: len(buffer.getvalue()) // 2]])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(cut)
+    bad_row("incomplete compressed pixel data", image_path="img/cut.dcm", patient_id="X16", label="indistinct",
+            x0="40", y0="70", x1="60", y1="90")
+    assert wide.is_file()
 
     columns = ["image_path", "patient_id", "label", "roi_mask_path", "x0", "y0", "x1", "y1", "cx", "cy", "radius", "split"]
     with open(raw / "manifest.csv", "w", newline="") as f:
@@ -102,7 +133,9 @@ def dataset(in_tmp: Path) -> Path:
         writer.writerows(rows)
     (in_tmp / "bad_rows.json").write_text(json.dumps(bad))
     write_params(in_tmp / "params.yaml", {
-        "data": {"source": "manifest", "raw_dir": "raw", "manifest": "raw/manifest.csv"},
+        # Identifiers kept as they are, so the tests can find crops by image id (test_pseudonym.py covers
+        # the default, pseudonymised, manifest run).
+        "data": {"source": "manifest", "raw_dir": "raw", "manifest": "raw/manifest.csv", "pseudonymize": False},
         "crop": {"size": 32, "context": 1.5, "margin_band_px": 2},
         "split": {"val_fraction": 0.2, "test_fraction": 0.2},
         "preprocess": {"jobs": 1},

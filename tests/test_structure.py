@@ -83,7 +83,7 @@ def imports_of(path: Path) -> frozenset[Path]:
             names.add(module)
             names.update(f"{module}.{alias.name}" for alias in node.names)  # `from pkg import module`
     if path == ROOT / "fpnpipe/model/build.py":
-        names.update(ARCHITECTURES.values())  # imported by name when a model is built
+        names.update(entry.module for entry in ARCHITECTURES.values())  # imported by name when a model is built
     files: set[Path] = set()
     for name in names:
         parts = name.split(".")
@@ -149,18 +149,19 @@ ROOMS: dict[str, set[str]] = {
     "classes": set(),
     "log": set(),
     "atomic": set(),
+    "reasons": set(),
     "parallel": {"log"},
     "config": {"classes", "model.registry"},
     "model.registry": set(),
     "metrics": {"classes"},
     "runtime": {"config"},
-    "data": {"classes", "config", "atomic", "log", "parallel"},
-    "model": {"classes", "config", "atomic"},
+    "data": {"classes", "config", "atomic", "log", "parallel", "reasons"},
+    "model": {"classes", "config", "atomic", "reasons"},
     "losses": {"classes", "config", "model", "metrics"},
     "inference": {"model", "data", "runtime"},
     "train": {"classes", "config", "data", "model", "losses", "metrics", "runtime", "inference", "log", "atomic"},
     "evaluate": {"classes", "config", "data", "model", "metrics", "runtime", "inference", "log", "atomic"},
-    "explain": {"classes", "config", "data", "model", "metrics", "runtime", "inference", "log", "atomic"},
+    "explain": {"classes", "config", "data", "model", "metrics", "runtime", "inference", "log", "atomic", "reasons"},
 }
 
 

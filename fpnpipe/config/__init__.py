@@ -2,6 +2,9 @@
 
 An unknown key, a value of the wrong type or a value out of range raises ConfigError, whose message
 names the file and the dotted key, e.g. ``params.yaml: loss.lambda_fine: Input should be >= 0 (got -1)``.
+Constraints that join sections (the prototype top-k and border against the FPN map sizes that crop.size
+gives) are checked by the top-level model, so they too stop a stage before any work. An empty params file
+(nothing, only comments, or null) is an error, not "all defaults".
 """
 
 from __future__ import annotations
@@ -9,11 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from fpnpipe.classes import FPN_LEVELS, FPN_STRIDES
 from fpnpipe.config.base import ConfigError, Section
+from fpnpipe.model.registry import ARCHITECTURES
 from fpnpipe.config.data import (
     CbisParams,
     CropParams,
@@ -23,7 +29,7 @@ from fpnpipe.config.data import (
     SplitParams,
     SynthParams,
 )
-from fpnpipe.config.model import LossParams, ModelParams, PrototypeParams
+from fpnpipe.config.model import LossParams, ModelParams, PrototypeParams, border_cells
 from fpnpipe.config.report import EvalParams, ExplainParams
 from fpnpipe.config.train import (
     AugmentParams,
@@ -56,6 +62,7 @@ __all__ = [
     "WarmupParams",
     "load_params",
     "parse_params",
+    "prototype_map_problems",
 ]
 
 
@@ -80,6 +87,62 @@ class Params(Section):
     eval: EvalParams = EvalParams()
     explain: ExplainParams = ExplainParams()
 
+    @model_validator(mode="after")
+    def _prototypes_fit_the_maps(self) -> "Params":
+        problems = prototype_map_problems(self.model, self.prototypes, self.crop.size)
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Params",
+                [
+                    {"type": PydanticCustomError("map_size", "{message}", {"message": message}), "loc": loc,
+                     "input": value}
+                    for loc, message, value in problems
+                ],
+            )
+        return self
+
+
+def prototype_map_problems(
+    model: ModelParams, prototypes: PrototypeParams, crop_size: int
+) -> list[tuple[tuple[str | int, ...], str, object]]:
+    """(location, message, value) for every prototype level whose map at `crop_size` cannot take its
+    params: the border (prototypes.border_fraction) must leave at least one interior cell, and top-k
+    pooling (prototypes.top_k) needs at least k interior cells. Only the maps the architecture pools are
+    checked, as the registry declares them (fpnpipe.model.registry: e.g. every FPN level holding a
+    prototype for fpn_iaiabl, the conv-5 map with the level-5 k for iaiabl, none for vgg16)."""
+    pooling = ARCHITECTURES[model.arch].pooling
+    if pooling == "none":
+        return []
+    counts = prototypes.per_class.per_level()
+    if pooling == "top_level":
+        levels = [FPN_LEVELS[-1]]
+    else:
+        levels = [level for level in FPN_LEVELS if sum(counts[level]) > 0]
+    problems: list[tuple[tuple[str | int, ...], str, object]] = []
+    for level in levels:
+        index = FPN_LEVELS.index(level)
+        cells = crop_size // FPN_STRIDES[level]
+        inner = cells - 2 * border_cells(prototypes.border_fraction, cells)
+        where = f"level {level}'s map is {cells} x {cells} cells at crop.size {crop_size}"
+        if inner < 1:
+            problems.append((
+                ("prototypes", "border_fraction"),
+                f"{where}, and a border fraction of {prototypes.border_fraction:g} leaves no interior cell; "
+                "lower it or use larger crops",
+                prototypes.border_fraction,
+            ))
+            continue
+        k = prototypes.top_k[index]
+        if k > inner * inner:
+            after_border = f" ({inner} x {inner} inside the border)" if inner != cells else ""
+            problems.append((
+                ("prototypes", "top_k", index),
+                f"top-k {k} at level {level} exceeds its map: {where}{after_border}, so k can be at most "
+                f"{inner * inner}",
+                k,
+            ))
+    return problems
+
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
     out = ""
@@ -89,9 +152,11 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_params(data: object, source: str = "params") -> Params:
-    """Validate already-loaded params data (a mapping). Raises ConfigError naming every bad key."""
+    """Validate already-loaded params data (a mapping; {} means every default). Raises ConfigError naming
+    every bad key."""
     if data is None:
-        data = {}
+        raise ConfigError(f"{source}: the params file is empty (nothing but comments or null); "
+                          "every stage needs its sections (see the repository's params.yaml)")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}")
     try:
@@ -110,7 +175,8 @@ def parse_params(data: object, source: str = "params") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file. Missing sections take their defaults."""
+    """Read and validate a params file. Missing sections take their defaults, but a file without any
+    section (empty, only comments, null, or {}) is refused: it is almost always a truncated or wrong file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -120,4 +186,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         data = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data == {}:
+        data = None
     return parse_params(data, source=str(path))

@@ -129,7 +129,10 @@ DEFAULT_LABEL_MAP: dict[str, str] = {
 
 
 class DataParams(Section):
-    """Where the raw data are and how their labels map to the classes."""
+    """Where the raw data are and how their labels map to the classes.
+
+    pseudonymize: replace patient and image identifiers by keyed pseudonyms before anything is written
+    (fpnpipe.data.pseudonym); null = by source: on for cbis and manifest, off for the synthetic set."""
 
     source: Literal["synthetic", "cbis", "manifest"] = "synthetic"
     raw_dir: str = "data/raw/synthetic"
@@ -138,6 +141,12 @@ class DataParams(Section):
     label_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LABEL_MAP))
     voi_window: bool = False
     intensity_percentiles: FloatRange = (0.5, 99.5)
+    pseudonymize: bool | None = None
+
+    @property
+    def pseudonymized(self) -> bool:
+        """Whether identifiers are pseudonymised: `pseudonymize`, or when null, all but the synthetic set."""
+        return self.pseudonymize if self.pseudonymize is not None else self.source != "synthetic"
 
     @field_validator("label_map")
     @classmethod
@@ -160,11 +169,16 @@ class DataParams(Section):
 
 
 class CropParams(Section):
-    """Lesion crops: square box around the ROI, expanded by `context`, resized to `size`."""
+    """Lesion crops: square box around the ROI, expanded by `context`, resized to `size`.
+
+    min_image_fraction: a crop whose box lies less than this share inside the image (the rest is zero
+    padding) is rejected. A lesion box inside the image gives at least about 0.66 even in a corner at
+    context 1.6, so the default 0.5 refuses only annotations reaching far outside the image."""
 
     size: int = Field(96, ge=32, le=1024, multiple_of=16)
     context: float = Field(1.6, ge=1.0, le=10.0)
     margin_band_px: int = Field(4, ge=1, le=64)
+    min_image_fraction: float = Field(0.5, ge=0, le=1)
 
 
 class SplitParams(Section):

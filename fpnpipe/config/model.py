@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fpnpipe.classes import CLASSES, FPN_LEVELS
 from fpnpipe.config.base import Section
+from fpnpipe.model.registry import ARCHITECTURES
 
 PerLevel = tuple[int, int, int, int]
 """One value per FPN level, in the order [level_2, level_3, level_4, level_5]."""
@@ -42,8 +44,6 @@ class ModelParams(Section):
     @field_validator("arch")
     @classmethod
     def _registered(cls, v: str) -> str:
-        from fpnpipe.model.registry import ARCHITECTURES  # a plain table: no torch import
-
         if v not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {v!r}; registered: {', '.join(ARCHITECTURES)}")
         return v
@@ -97,6 +97,12 @@ class PrototypesPerClass(Section):
     def per_level(self) -> dict[int, tuple[int, ...]]:
         """{level: counts per class in CLASSES order} for every FPN level."""
         return {level: tuple(getattr(self, c)[i] for c in CLASSES) for i, level in enumerate(FPN_LEVELS)}
+
+
+def border_cells(border_fraction: float, cells: int) -> int:
+    """Edge cells left out on each side of a map `cells` wide: cell i is centred at (i + 0.5) / cells of the
+    crop side, and cells centred within `border_fraction` of the side from an edge are left out."""
+    return max(0, math.ceil(border_fraction * cells - 0.5))
 
 
 class PrototypeParams(Section):

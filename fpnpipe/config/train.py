@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from fpnpipe.config.base import Section
 from fpnpipe.config.data import FloatRange, check_range
+
+
+LearningRate = Annotated[float, Field(gt=0)]
+"""A learning rate: positive and finite (no float in params may be infinite or NaN)."""
 
 
 class TrainParams(Section):
@@ -57,11 +61,11 @@ class OptimizerParams(Section):
 
 class WarmupLr(Section):
     """Learning rate per parameter group trained in stage A (neck = the FPN, or the add-on layers of the
-    single-scale baselines); 0 freezes the group."""
+    single-scale baselines)."""
 
-    neck: float = Field(3e-3, ge=0)
-    prototypes: float = Field(3e-3, ge=0)
-    last_layer: float = Field(1e-3, ge=0)
+    neck: LearningRate = 3e-3
+    prototypes: LearningRate = 3e-3
+    last_layer: LearningRate = 1e-3
 
 
 class WarmupParams(Section):
@@ -82,12 +86,12 @@ class ProjectParams(Section):
 
 
 class FinetuneLr(Section):
-    """Learning rate per parameter group in stage C's joint epochs; 0 freezes the group."""
+    """Learning rate per parameter group in stage C's joint epochs."""
 
-    backbone: float = Field(1e-3, ge=0)
-    neck: float = Field(1e-3, ge=0)
-    prototypes: float = Field(1e-3, ge=0)
-    last_layer: float = Field(1e-3, ge=0)
+    backbone: LearningRate = 1e-3
+    neck: LearningRate = 1e-3
+    prototypes: LearningRate = 1e-3
+    last_layer: LearningRate = 1e-3
 
 
 class FinetuneParams(Section):
@@ -100,4 +104,4 @@ class FinetuneParams(Section):
     scheduler: SchedulerParams = SchedulerParams()
     project_every: int = Field(10, ge=1)
     last_layer_epochs: int = Field(3, ge=0)
-    last_layer_lr: float = Field(1e-3, ge=0)
+    last_layer_lr: LearningRate = 1e-3

@@ -35,6 +35,7 @@ from fpnpipe.data.manifest import (
     read_csv_records,
     unknown_label_reason,
 )
+from fpnpipe.reasons import private
 from fpnpipe.data.records import LesionRow, Rejection
 
 CBIS_COLUMNS: tuple[str, ...] = (
@@ -75,7 +76,9 @@ class DicomRef:
         relative = text.strip().replace("\\", "/")
         parts = relative.split("/")
         if len(parts) != 4 or not all(parts):
-            raise ValueError(f"{relative!r} is not <case folder>/<StudyInstanceUID>/<SeriesInstanceUID>/<file>")
+            raise ValueError(
+                f"{private(repr(relative))} is not <case folder>/<StudyInstanceUID>/<SeriesInstanceUID>/<file>"
+            )
         return DicomRef(relative=relative, folder=parts[0], study_uid=parts[1], series_uid=parts[2])
 
 
@@ -184,7 +187,8 @@ def _parse_case(
         prefix = refs["image file path"].folder.split("_", 1)[0]
         set_name = SETS.get(prefix)
         if set_name is None:
-            problems.append(f"case folder {refs['image file path'].folder!r} is not a {' / '.join(SETS)} case")
+            folder = private(repr(refs["image file path"].folder))
+            problems.append(f"case folder {folder} is not a {' / '.join(SETS)} case")
     if problems or set_name is None:
         return None, problems
     return (
@@ -240,7 +244,7 @@ def _largest(files: Sequence[Path]) -> Path:
         try:
             rows, cols = image_shape(path)
         except ImageReadError as exc:
-            raise _Unresolved(f"cannot read the header of {path}: {exc.reason}") from None
+            raise _Unresolved(f"cannot read the header of {private(path)}: {exc.reason}") from None
         if best is None or rows * cols > best[0]:
             best = (rows * cols, path)
     if best is None:
@@ -252,7 +256,7 @@ def _resolve(case: CbisCase, root: Path, index: TciaIndex) -> tuple[Path, Path]:
     """(full mammogram, ROI mask) of a case; raises _Unresolved naming what was tried."""
 
     def tried(ref: DicomRef) -> str:
-        return f"tried {root / ref.relative} and {index.pattern(ref)}"
+        return f"tried {private(root / ref.relative)} and {private(index.pattern(ref))}"
 
     image_files = _candidates(case.image, root, index)
     if not image_files:
@@ -263,7 +267,8 @@ def _resolve(case: CbisCase, root: Path, index: TciaIndex) -> tuple[Path, Path]:
     files = sorted(set(roi_files) | set(_candidates(case.crop, root, index)))
     if case.roi.series_uid == case.crop.series_uid and len(files) < 2:
         raise _Unresolved(
-            f"the ROI mask and the cropped image share series {case.roi.series_uid} but only {files[0]} "
+            f"the ROI mask and the cropped image share series {private(case.roi.series_uid)} but only "
+            f"{private(files[0])} "
             "was found, so the mask cannot be told from the crop"
         )
     image = image_files[0] if len(image_files) == 1 else _largest(image_files)
@@ -290,7 +295,7 @@ def _accept(case: CbisCase, labels: Mapping[str, str], seen: dict[str, str], roo
     if case.label == NORMAL_LABEL:
         raise _Unresolved(f"{LABEL_COLUMN} {case.margin!r} maps to {NORMAL_LABEL}, but every mass row has a lesion")
     if case.roi.folder in seen:
-        raise _Unresolved(f"abnormality {case.roi.folder} is already listed at {seen[case.roi.folder]}")
+        raise _Unresolved(f"abnormality {private(case.roi.folder)} is already listed at {seen[case.roi.folder]}")
     seen[case.roi.folder] = f"{case.source} row {case.row}"
     image, roi = _resolve(case, root, index)
     return _row(case, image, roi)
@@ -319,7 +324,7 @@ def read_cbis(
             try:
                 rows.append(_accept(case, labels, abnormalities, image_root, index))
             except _Unresolved as exc:
-                refused.append(Rejection(case.source, case.row, str(exc), image=case.image.relative))
+                refused.append(Rejection(case.source, case.row, str(exc), image=private(case.image.relative)))
         rejections.extend(sorted(refused, key=lambda r: r.row or 0))
     return rows, rejections
 

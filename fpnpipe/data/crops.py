@@ -67,16 +67,48 @@ def crop_image(image: np.ndarray, box: IntBox, size: int) -> np.ndarray:
     return np.clip(resize(extract(image, box, 0.0), size), 0.0, 1.0)
 
 
+def inside_fraction(box: IntBox, shape: tuple[int, int]) -> float:
+    """Share of the box's area that lies inside a (H, W) image (the rest is padding); from geometry only."""
+    x0, y0, x1, y1 = box
+    inside_w = max(0, min(x1, shape[1]) - max(x0, 0))
+    inside_h = max(0, min(y1, shape[0]) - max(y0, 0))
+    return inside_w * inside_h / ((x1 - x0) * (y1 - y0))
+
+
+def shrink_mask(region: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool of a square (s, s) bool region: resized as coverage, kept where >= half covered."""
+    return resize(region.astype(np.float32), size) >= 0.5
+
+
 def crop_mask(mask: np.ndarray, box: IntBox, size: int) -> np.ndarray:
-    """(size, size) bool crop of a (H, W) bool mask: resized as coverage, kept where >= half covered."""
-    return resize(extract(mask.astype(np.float32), box, 0.0), size) >= 0.5
+    """(size, size) bool crop of a (H, W) bool mask under `box` (False outside the image)."""
+    return shrink_mask(extract(mask, box, False), size)
 
 
 def disc_mask(shape: tuple[int, int], circle: Circle) -> np.ndarray:
-    """(H, W) bool disc of a centre + radius annotation."""
+    """(H, W) bool disc of a centre + radius annotation: pixels whose centre lies within the radius."""
+    return disc_in_box(circle, (0, 0, shape[1], shape[0]), shape)
+
+
+def disc_in_box(circle: Circle, box: IntBox, shape: tuple[int, int]) -> np.ndarray:
+    """The (y1-y0, x1-x0) part under `box` of the disc of a centre + radius annotation on a (H, W) image:
+    pixels whose centre lies within the radius, False outside the image. Only the pixels of the box that
+    are inside both the image and the disc's bounding square are evaluated, so memory follows the box,
+    never the radius."""
     cx, cy, r = circle
-    yy, xx = np.ogrid[: shape[0], : shape[1]]
-    return (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r
+    x0, y0, x1, y1 = box
+    out = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    # Pixels of the box inside the image and the disc's bounding square.
+    left = max(x0, 0, math.floor(cx - r))
+    top = max(y0, 0, math.floor(cy - r))
+    right = min(x1, shape[1], math.ceil(cx + r) + 1)
+    bottom = min(y1, shape[0], math.ceil(cy + r) + 1)
+    if right <= left or bottom <= top:
+        return out
+    dx = np.arange(left, right, dtype=np.float64) + 0.5 - cx
+    dy = np.arange(top, bottom, dtype=np.float64) + 0.5 - cy
+    out[top - y0 : bottom - y0, left - x0 : right - x0] = dx[None, :] ** 2 + dy[:, None] ** 2 <= r * r
+    return out
 
 
 def margin_band(roi: np.ndarray, half_width: int) -> np.ndarray:

@@ -7,6 +7,23 @@ Sequence) -> MONOCHROME1 inversion. Only pixels and a few harmless header facts 
 interpretation, pixel spacing, laterality) ever leave this module: never a name, date, accession or
 institution.
 
+Pixels that cannot be trusted are refused (ImageReadError) rather than passed on:
+
+- a corrupt Image Pixel module element (e.g. a Rows element of the wrong length or VR) is named as such,
+  not mistaken for a missing pixel data element;
+- compressed pixel data that ends before its codestream does (JPEG / JPEG-LS / JPEG 2000 without the
+  end-of-image marker: a truncated file whose missing rows a decoder would fill in silently), or that
+  decodes to another size than Rows x Columns;
+- stored values outside BitsStored. DICOM PS3.5 8.1.1 says the bits above HighBit are not part of the
+  value, and pydicom masks them off. When they are set in the file, though, the header almost always
+  misdescribes the data (16-bit values labelled 12-bit): masking would wrap those intensities into a
+  plausible-looking but wrong image. So such a file is refused with the count of affected pixels, unless
+  the header declares an overlay plane embedded in those bits (the retired 60xx,0102 Overlay Bit
+  Position), in which case the bits are masked off per the standard.
+
+A constant image (e.g. RescaleSlope 0) is refused where intensities are normalised
+(`fpnpipe.data.intensity`), since it depends on the percentiles used.
+
 Use `fpnpipe.data.images` (read_image, read_mask, read_header), which also reads PNG / TIFF / PGM; this
 module is its DICOM half.
 """
@@ -21,10 +38,21 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+)
+
+from fpnpipe.reasons import exception_reason, stable_reason
 
 GREY_PHOTOMETRIC: tuple[str, ...] = ("MONOCHROME1", "MONOCHROME2")
+_first_line = exception_reason  # an exception as a one-line, byte-stable reason
 _LUT_MAX_ENTRIES = 1 << 16
 """Stored ranges up to this many values are mapped through a precomputed float32 table (no float64 image)."""
 
@@ -34,8 +62,8 @@ class ImageReadError(Exception):
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        self.reason = stable_reason(reason)
+        super().__init__(f"{path}: {self.reason}")
 
 
 @dataclass(frozen=True)
@@ -103,15 +131,50 @@ def _check_header(path: Path, ds: Dataset) -> None:
         for is_problem, reason in _HEADER_CHECKS:
             if is_problem(ds):
                 raise ImageReadError(path, reason(ds))
-    except (ValueError, TypeError) as exc:
+    except ImageReadError:
+        raise
+    except Exception as exc:  # a value pydicom cannot convert raises anything from ValueError to KeyError
         raise ImageReadError(path, f"malformed image header ({_first_line(exc)})") from None
 
 
-def _first_line(exc: BaseException, limit: int = 240) -> str:
-    """The exception's message on one line, shortened for a report cell."""
-    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    text = text or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+# Image Pixel module elements read here, each a single US value (2 bytes) in a valid file.
+_PIXEL_MODULE_US: tuple[tuple[int, str], ...] = (
+    (0x00280002, "SamplesPerPixel"),
+    (0x00280010, "Rows"),
+    (0x00280011, "Columns"),
+    (0x00280100, "BitsAllocated"),
+    (0x00280101, "BitsStored"),
+    (0x00280102, "HighBit"),
+    (0x00280103, "PixelRepresentation"),
+)
+_PIXEL_MODULE_OTHER: tuple[tuple[int, str], ...] = (
+    (0x00280004, "PhotometricInterpretation"),
+    (0x00280008, "NumberOfFrames"),
+)
+
+
+def _corrupt_element(ds: Dataset) -> str | None:
+    """The first corrupt Image Pixel module element, in words, or None: a US element whose VR is not US or
+    whose value is not exactly one 2-byte number (a damaged length also throws the parser off, so that the
+    pixel data seems missing), or any of these elements whose value pydicom cannot convert."""
+    for tag, name in _PIXEL_MODULE_US + _PIXEL_MODULE_OTHER:
+        if tag not in ds:
+            continue
+        where = f"corrupt header element ({tag >> 16:04X},{tag & 0xFFFF:04X}) {name}"
+        raw = ds.get_item(tag)
+        single_us = (tag, name) in _PIXEL_MODULE_US
+        vr, length = getattr(raw, "VR", None), getattr(raw, "length", None)
+        if single_us and vr is not None and vr != "US":
+            return f"{where}: value representation {vr!r} where US is required"
+        if single_us and length is not None and length != 2:
+            return f"{where}: value length {length} where one US value takes 2 bytes"
+        try:
+            value = ds[tag].value
+        except Exception as exc:  # any conversion failure means the element is corrupt
+            return f"{where} ({_first_line(exc)})"
+        if single_us and not isinstance(value, int):
+            return f"{where}: {'no value' if value is None else 'not a single number'} where one US value is required"
+    return None
 
 
 def load_dicom(path: Path, *, pixels: bool) -> Dataset:
@@ -131,6 +194,9 @@ def load_dicom(path: Path, *, pixels: bool) -> Dataset:
     if not preamble and not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "PixelData")):
         # A forced read of a file that is not DICOM yields junk elements, never these.
         raise ImageReadError(path, "neither DICOM nor an image Pillow can read (PNG / TIFF / PGM)")
+    corrupt = _corrupt_element(ds)
+    if corrupt is not None:
+        raise ImageReadError(path, corrupt)
     if pixels and "PixelData" not in ds:
         raise ImageReadError(path, f"no pixel data: not an image ({_describe(ds)})")
     _check_header(path, ds)
@@ -177,16 +243,88 @@ def dicom_header(path: Path) -> ImageHeader:
     )
 
 
-def _decode(path: Path, ds: Dataset) -> np.ndarray:
-    """(H, W) integer stored values; unused high bits are already removed by pydicom."""
+_MARKER_TERMINATED = frozenset(JPEGTransferSyntaxes) | frozenset(JPEGLSTransferSyntaxes) | frozenset(
+    JPEG2000TransferSyntaxes
+)
+"""Encapsulated transfer syntaxes whose codestream ends with the marker FF D9 (JPEG and JPEG-LS EOI,
+JPEG 2000 EOC)."""
+_END_MARKER = b"\xff\xd9"
+
+
+def _check_complete(path: Path, ds: Dataset) -> None:
+    """Refuse JPEG-family pixel data whose codestream lacks its end marker: the file was cut short, and
+    decoders fill in the missing rows instead of failing. Writers pad a frame after the marker with 00 or
+    FF bytes; FF D9 cannot occur inside entropy-coded JPEG data or JPEG 2000 packets."""
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax not in _MARKER_TERMINATED:
+        return
     try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as exc:  # malformed encapsulation raises ValueError, KeyError, struct.error ...
+        raise ImageReadError(path, f"malformed compressed pixel data ({syntax.name}): {_first_line(exc)}") from None
+    if not frame.rstrip(b"\x00\xff").endswith(_END_MARKER):
+        raise ImageReadError(
+            path,
+            f"incomplete compressed pixel data ({syntax.name}): the codestream ends without its end marker "
+            f"after {len(frame)} bytes (a truncated file; a decoder would fill in the missing rows)",
+        )
+
+
+def _embedded_overlay_at_or_above(ds: Dataset, bits: int) -> bool:
+    """True if the header declares an overlay plane stored inside the pixel data in a bit at or above
+    `bits` (retired usage: 60xx,0102 Overlay Bit Position, without separate 60xx,3000 Overlay Data)."""
+    for group in range(0x6000, 0x6020, 2):
+        position = ds.get((group, 0x0102))
+        try:
+            if position is not None and (group, 0x3000) not in ds and int(position.value) >= bits:
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
+
+
+def _within_bits_stored(path: Path, ds: Dataset, arr: np.ndarray) -> np.ndarray:
+    """(H, W) stored values with the bits above HighBit removed (PS3.5 8.1.1), after refusing a file whose
+    stored words use those bits (see the module docstring). A signed value's high bits may be all zero or
+    a sign extension; nothing else."""
+    bits = int(ds.get("BitsStored") or arr.dtype.itemsize * 8)
+    width = arr.dtype.itemsize * 8
+    if bits >= width:
+        return arr
+    words = arr.view(arr.dtype.str.replace("i", "u"))
+    high = words >> bits
+    legal = high == 0
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    if signed:
+        sign = ((words >> (bits - 1)) & 1).astype(bool)
+        legal |= (high == (1 << (width - bits)) - 1) & sign
+    bad = int(legal.size - np.count_nonzero(legal))
+    if bad and not _embedded_overlay_at_or_above(ds, bits):
+        raise ImageReadError(
+            path,
+            f"stored values out of range: {bad} of {legal.size} pixels use bits above HighBit {bits - 1} "
+            f"(BitsStored {bits}); the header does not describe the pixel data, and masking those bits "
+            "would wrap the intensities",
+        )
+    out = arr if arr.flags.writeable else arr.copy()
+    shift = width - bits
+    np.left_shift(out, shift, out=out)
+    np.right_shift(out, shift, out=out)  # arithmetic for signed types: sign-extends
+    return out
+
+
+def _decode(path: Path, ds: Dataset) -> np.ndarray:
+    """(H, W) integer stored values within BitsStored (unused high bits removed)."""
+    _check_complete(path, ds)
+    try:
+        ds.pixel_array_options(correct_unused_bits=False)  # the raw words: _within_bits_stored checks them
         arr = ds.pixel_array
     except Exception as exc:  # decoder plugins raise anything from ValueError to RuntimeError
         name = getattr(ds.file_meta.get("TransferSyntaxUID"), "name", "unknown transfer syntax")
         raise ImageReadError(path, f"cannot decode pixel data ({name}): {_first_line(exc)}") from None
     if arr.shape != (int(ds.Rows), int(ds.Columns)):
         raise ImageReadError(path, f"decoded pixels have shape {arr.shape}, header says {ds.Rows} x {ds.Columns}")
-    return arr
+    return _within_bits_stored(path, ds, arr)
 
 
 def dicom_stored(path: Path) -> np.ndarray:

@@ -1,7 +1,9 @@
 """data/processed/images.json: every accepted source image with its patient, split and lesion boxes.
 
 Written by `preprocess`, read by `negatives` (which must keep away from every lesion and inherit the
-patient's split, including patients that have only normal images and so no lesion crop).
+patient's split, including patients that have only normal images and so no lesion crop). An image is
+located by the manifest row that names it (source file + row number), never by its path: file and folder
+names can identify a patient, and this table is a DVC output that is cached and shared.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from pathlib import Path
 
 from fpnpipe.atomic import write_json
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class ImageEntry:
     image_id: str
-    image_path: str
-    """Relative to the working directory the stage ran in (the repo root) when possible."""
+    source: str
+    """The manifest (or CBIS-DDSM CSV) that lists the image, as data.* names it."""
+    row: int
+    """The 1-based data row of `source` that names the image (its first row)."""
     patient_id: str
     split: str
     shape: tuple[int, int]
@@ -42,11 +46,14 @@ def read_image_table(path: str | Path) -> list[ImageEntry]:
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the image table ({exc}); run `preprocess` first") from None
     if data.get("version") != TABLE_VERSION:
-        raise ValueError(f"{path}: image table version {data.get('version')!r}, this code reads {TABLE_VERSION}")
+        raise ValueError(
+            f"{path}: image table version {data.get('version')!r}, this code reads {TABLE_VERSION}; rerun `preprocess`"
+        )
     return [
         ImageEntry(
             image_id=e["image_id"],
-            image_path=e["image_path"],
+            source=e["source"],
+            row=int(e["row"]),
             patient_id=e["patient_id"],
             split=e["split"],
             shape=tuple(e["shape"]),

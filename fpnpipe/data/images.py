@@ -28,6 +28,7 @@ from fpnpipe.data.dicom import (
     has_dicom_preamble,
     read_dicom_image,
 )
+from fpnpipe.data.files import file_problem
 
 __all__ = ["ImageHeader", "ImageReadError", "image_shape", "read_header", "read_image", "read_mask"]
 
@@ -36,10 +37,9 @@ _GREY_IN_COLOUR_MODES = frozenset({"LA", "La", "P", "PA", "RGB", "RGBA", "RGBX",
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise ImageReadError(path, "file not found")
-    if not path.is_file():
-        raise ImageReadError(path, "not a file")
+    problem = file_problem(path)
+    if problem is not None:
+        raise ImageReadError(path, f"file {problem}")
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
 

@@ -12,7 +12,9 @@ Columns (names matched after stripping and lower-casing; UTF-8, a byte-order mar
     split           optional train / val / test
     image_id        optional; else the image path relative to the manifest, without suffix
 
-Missing values are empty, NA or N/A (any case). File-level problems raise ManifestError; a bad row
+Missing values are empty, NA or N/A (any case). Coordinates must be finite numbers no larger than
+MAX_COORDINATE (a million pixels, beyond any image), so that no later arithmetic can overflow. File-level
+problems (not UTF-8, a NUL byte, malformed CSV) raise ManifestError naming the file and the line; a bad row
 becomes a Rejection with its 1-based data-row number and every problem found on it, and the other rows
 go on. A normal row that carries an annotation is rejected, not silently stripped: the contradiction
 usually means a wrong label. Checks that need pixels (box inside the image, mask size) are left to
@@ -22,6 +24,7 @@ preprocessing. Other columns are ignored (with one log line naming them).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpnpipe.classes import MARGIN_CLASSES, NORMAL_LABEL
+from fpnpipe.data.files import file_problem
+from fpnpipe.reasons import private
 from fpnpipe.data.records import LesionRow, Rejection
 from fpnpipe.data.schema import SPLITS
 
@@ -48,6 +53,10 @@ OPTIONAL_COLUMNS: tuple[str, ...] = ("fine_mask_path", "split", "image_id")
 KNOWN_COLUMNS: frozenset[str] = frozenset(
     REQUIRED_COLUMNS + OPTIONAL_COLUMNS + tuple(c for cols in ANNOTATION_FORMS.values() for c in cols)
 )
+
+MAX_COORDINATE = 1e6
+"""Largest coordinate or radius accepted, in pixels: a DICOM image has at most 65535 rows and columns, so a
+larger value is a typo or garbage (1e300 would overflow when the crop box is built)."""
 
 # Each coordinate column: (rule its value must satisfy, how to say it failed).
 _NUMBER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -168,6 +177,9 @@ def _number(column: str, text: str, problems: list[str]) -> float | None:
     if not math.isfinite(value):
         problems.append(f"{column} {text!r} is not a finite number")
         return None
+    if abs(value) > MAX_COORDINATE:
+        problems.append(f"{column} = {text} is beyond {MAX_COORDINATE:.0f} pixels, larger than any image")
+        return None
     rule, wording = _NUMBER_RULES[column]
     if not rule(value):
         problems.append(f"{column} = {text} {wording}")
@@ -196,8 +208,9 @@ def _coordinates(cells: Mapping[str, str | None], form: str, problems: list[str]
 
 def _existing_file(text: str, folder: Path, what: str, problems: list[str]) -> Path | None:
     path = resolve_path(text, folder)
-    if not path.is_file():
-        problems.append(f"{what} not found: {path}")
+    problem = file_problem(path)
+    if problem is not None:
+        problems.append(f"{what} {problem}: {private(path)}")
         return None
     return path
 
@@ -288,11 +301,11 @@ def _conflicts(row: LesionRow, seen: _Seen) -> list[str]:
     if row.image_id in seen.image_ids:
         image, earlier = seen.image_ids[row.image_id]
         if image != row.image_path:
-            problems.append(f"image_id {row.image_id!r} is already used by row {earlier} for {image}")
+            problems.append(f"image_id {private(repr(row.image_id))} is already used by row {earlier} for {private(image)}")
     if row.image_path in seen.images:
         patient, normal, earlier = seen.images[row.image_path]
         if patient != row.patient_id:
-            problems.append(f"the image is listed in row {earlier} with patient_id {patient!r}")
+            problems.append(f"the image is listed in row {earlier} with patient_id {private(repr(patient))}")
         if normal or row.label == NORMAL_LABEL:
             problems.append(f"the image is listed in row {earlier} too, and a normal image cannot have other rows")
     return problems
@@ -304,25 +317,49 @@ def _remember(row: LesionRow, seen: _Seen) -> None:
     seen.images.setdefault(row.image_path, (row.patient_id, row.label == NORMAL_LABEL, row.row))
 
 
+def _line_of(data: bytes, offset: int) -> int:
+    """1-based line number of byte `offset` in `data`."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _csv_text(path: Path) -> str:
+    """The file's text (UTF-8, a byte-order mark dropped); ManifestError naming the file and the line when it
+    is missing, not a file, not UTF-8, or holds a NUL byte (binary data, which no CSV text holds)."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise ManifestError(f"{path}: CSV file {problem}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the CSV file ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"{path}: not a UTF-8 CSV text file (line {_line_of(data, exc.start)}, byte {exc.start}: {exc.reason})"
+        ) from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ManifestError(
+            f"{path}: line {_line_of(data, nul)}: NUL byte at byte {nul}; not a CSV text file (binary data or a "
+            "damaged export)"
+        )
+    return text
+
+
 def read_csv_records(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (1-based data-row number, fields) of every non-blank row of a UTF-8 CSV file.
 
-    Raises ManifestError naming the file when it is missing, empty, not UTF-8 or not parseable as CSV.
+    Raises ManifestError naming the file (and the line where one is to blame) when it is missing, empty,
+    not UTF-8, holds a NUL byte, or is not parseable as CSV.
     """
-    if not path.exists():
-        raise ManifestError(f"{path}: CSV file not found")
-    if not path.is_file():
-        raise ManifestError(f"{path}: not a file")
+    reader = csv.reader(io.StringIO(_csv_text(path), newline=""))
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise ManifestError(f"{path}: the file is empty (no header row)") from None
-            records = [(i, fields) for i, fields in enumerate(reader, start=1) if any(x.strip() for x in fields)]
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not a UTF-8 CSV text file (byte {exc.start}: {exc.reason})") from None
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ManifestError(f"{path}: the file is empty (no header row)") from None
+        records = [(i, fields) for i, fields in enumerate(reader, start=1) if any(x.strip() for x in fields)]
     except csv.Error as exc:
         raise ManifestError(f"{path}: not a readable CSV file (line {reader.line_num}: {exc})") from None
     return header, records
@@ -345,7 +382,7 @@ def read_manifest(path: Path, label_map: Mapping[str, str]) -> tuple[list[Lesion
         row, problems = _check_record(values, number, header, labels, seen)
         if row is None:
             image = values[image_column].strip() if image_column < len(values) else ""
-            rejections.append(Rejection(str(path), number, "; ".join(problems), image=image or None))
+            rejections.append(Rejection(str(path), number, "; ".join(problems), image=private(image) if image else None))
         else:
             _remember(row, seen)
             rows.append(row)

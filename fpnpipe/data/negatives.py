@@ -119,8 +119,22 @@ def sample_boxes(
     return boxes
 
 
+@dataclass(frozen=True)
+class NegativeSource:
+    """An image of the table and its file, found again through the manifest row that names it (None when
+    that row no longer resolves to a file)."""
+
+    entry: ImageEntry
+    image_path: Path | None
+
+
+def locate(entries: list[ImageEntry], paths: dict[tuple[str, int], Path]) -> list[NegativeSource]:
+    """Each entry with its file from {(source, row): image file} (see fpnpipe.data.sources.image_paths)."""
+    return [NegativeSource(e, paths.get((e.source, e.row))) for e in entries]
+
+
 def negatives_for_image(
-    entry: ImageEntry,
+    source: NegativeSource,
     sides: np.ndarray,
     params: NegativesParams,
     crop_size: int,
@@ -130,14 +144,18 @@ def negatives_for_image(
 ) -> NegativeResult:
     """Negative patches from one image, seeded by (seed, image_id) so the result does not depend on
     which worker runs it or in what order."""
+    entry = source.entry
     wanted = params.per_lesion_image if entry.lesion_boxes else params.per_normal_image
     empty = CropSet.empty(crop_size)
     if wanted == 0:
         return NegativeResult(empty, 0, None)
     if not entry.all_lesions_known:
         return NegativeResult(empty, wanted, "a lesion row of this image was rejected, so its extent is unknown")
+    if source.image_path is None:
+        return NegativeResult(empty, wanted, f"{entry.source} row {entry.row} no longer names a readable image; "
+                                             "rerun preprocess")
     try:
-        image = normalize_intensity(read_image(Path(entry.image_path), voi_window=voi_window), percentiles)
+        image = normalize_intensity(read_image(source.image_path, voi_window=voi_window), percentiles)
     except (ImageReadError, ValueError) as exc:
         return NegativeResult(empty, wanted, f"unreadable: {getattr(exc, 'reason', None) or exc}")
     mask, step = breast_mask(image, params.skin_margin_px)

@@ -1,9 +1,10 @@
 """One new image: crop its lesion exactly as preprocessing does, ready for the model.
 
-The crop goes through `fpnpipe.data.lesion_crops.crop_lesions`, the function the preprocess stage runs on
-every manifest row: the same reading (DICOM or raster, Modality LUT, MONOCHROME1 inversion, optional VOI),
-the same percentile normalisation, the same context box and resizing, and the same refusals (a box outside
-the image, a mask of another size, an empty mask, an unreadable file).
+The image is read and normalised by `fpnpipe.data.lesion_crops.load_image` and the lesion cut by
+`fpnpipe.data.lesion_crops.crop_lesion`, the functions preprocessing runs on every manifest row: the same
+reading (DICOM or raster, Modality LUT, MONOCHROME1 inversion, optional VOI), the same percentile
+normalisation, the same context box and resizing, and the same refusals (a box outside the image, a mask of
+another size, an empty mask, an unreadable or constant file, a crop mostly outside the image).
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fpnpipe.classes import MARGIN_CLASSES
 from fpnpipe.config import CropParams
-from fpnpipe.data.lesion_crops import ImageJob, crop_lesions
-from fpnpipe.data.records import Box, LesionRow
-
-_SOURCE = "explain-image"
+from fpnpipe.data.images import ImageReadError
+from fpnpipe.data.lesion_crops import Annotation, CropRefused, crop_lesion, load_image, read_named_mask
+from fpnpipe.reasons import reveal
+from fpnpipe.data.records import Box
 
 
 class NewImageError(ValueError):
@@ -49,17 +49,10 @@ def crop_new_image(
     (image pixels) or `roi` (a mask file of the image's size). Raises NewImageError naming the file."""
     if (box is None) == (roi is None):
         raise NewImageError("give exactly one of a lesion box or an ROI mask")
-    shown = Path(image_path)
-    image_path = shown.absolute()
-    # The row type needs a class label; preprocessing uses it only to label the crop, and this crop's label
-    # is what the model is asked for, so a placeholder margin class goes in and is not read back.
-    row = LesionRow(
-        source=_SOURCE, row=1, image_path=image_path, image_id=image_path.stem, patient_id=_SOURCE,
-        label=MARGIN_CLASSES[0], roi_mask_path=None if roi is None else Path(roi).absolute(), box=box,
-    )
-    job = ImageJob(image_path=image_path, image_id=image_path.stem, patient_id=_SOURCE, split="test",
-                   lesions=(row,), normal_rows=())
-    result = crop_lesions(job, crop, voi_window, percentiles)
-    if result.rejections:
-        raise NewImageError(f"{shown}: {result.rejections[0].reason}")
-    return result.crops.images[0]
+    try:
+        image = load_image(Path(image_path), voi_window, percentiles)
+        annotation = Annotation(box=box) if roi is None else Annotation(roi=read_named_mask(Path(roi), "ROI mask"))
+        return crop_lesion(image, annotation, crop).image
+    except (ImageReadError, CropRefused, ValueError) as exc:
+        # The user's own terminal: quoted file names are shown (reveal), as in preprocessing's log.
+        raise NewImageError(f"{image_path}: {reveal(getattr(exc, 'reason', None) or str(exc))}") from None

@@ -25,7 +25,7 @@ def architecture(name: str) -> ModuleType:
     ones otherwise."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model.arch {name!r}; registered: {', '.join(ARCHITECTURES)}")
-    return importlib.import_module(ARCHITECTURES[name])
+    return importlib.import_module(ARCHITECTURES[name].module)
 
 
 def build_network(model: ModelParams, prototypes: PrototypeParams) -> ClassifierNet:

@@ -14,6 +14,7 @@ from torch import Tensor
 from fpnpipe.atomic import atomic_file
 from fpnpipe.config import ModelParams, PrototypeParams
 from fpnpipe.model.build import Model, build_network
+from fpnpipe.model.safe_load import UnreadableFile, UnsafeFile, load_plain
 
 FORMAT = "fpnpipe-checkpoint"
 VERSION = 1
@@ -94,16 +95,21 @@ def load_checkpoint(path: str | Path) -> tuple[Model, dict[str, Any]]:
     to which the stored model config is added under "config" (ready for the next save_checkpoint).
 
     Reads with torch.load(weights_only=True). Raises CheckpointError for a missing file, a file that is not
-    an fpnpipe checkpoint (or is corrupt), or weights that do not match the stored config.
+    an fpnpipe checkpoint (or is corrupt), or weights that do not match the stored config. A file holding
+    other objects than tensors and plain data is refused in so many words; torch's advice to retry with
+    weights_only=False is never passed on.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for a bad file; all mean "unreadable"
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {first})") from exc
+        payload = load_plain(path)
+    except UnsafeFile as exc:
+        raise CheckpointError(
+            f"{path}: refused: not an fpnpipe checkpoint ({exc.detail}); fpnpipe never loads such files"
+        ) from None
+    except UnreadableFile as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc.detail})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fpnpipe checkpoint")
     if payload.get("version") != VERSION:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from fpnpipe.config import ConfigError
 from fpnpipe.model.backbone import VGGBackbone
+from fpnpipe.model.safe_load import UnreadableFile, UnsafeFile, load_plain
 
 
 def _feature_weights(state: Mapping[str, object], expected: Mapping[str, Tensor]) -> dict[str, object]:
@@ -32,12 +32,14 @@ def load_imagenet_features(backbone: VGGBackbone, path: str | Path) -> None:
     if not path.is_file():
         raise ConfigError(f"model.pretrained: file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for a bad file; all mean "unreadable"
+        state = load_plain(path)
+    except UnsafeFile as exc:
         raise ConfigError(
-            f"model.pretrained: {path} is not a readable PyTorch state dict ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from exc
+            f"model.pretrained: {path}: refused: not a plain state dict ({exc.detail}); fpnpipe never loads such "
+            "files"
+        ) from None
+    except UnreadableFile as exc:
+        raise ConfigError(f"model.pretrained: {path} is not a readable PyTorch state dict ({exc.detail})") from None
     if not isinstance(state, Mapping):
         raise ConfigError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict")
     expected = backbone.features.state_dict()

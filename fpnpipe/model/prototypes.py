@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from fpnpipe.config.model import border_cells
 from fpnpipe.model.similarity import Similarity
+
 
 def topk_mean(maps: Tensor, k: int) -> Tensor:
     """Mean of the k largest values of each map (top-k average pooling, Kalchbrenner et al. / IAIA-BL).
@@ -128,7 +129,7 @@ class PrototypeLayer(nn.Module):
 
     def border_cells(self, cells: int) -> int:
         """Edge cells left out of a map `cells` wide: cell i is centred at (i + 0.5) / cells of the crop side."""
-        return max(0, math.ceil(self.border_fraction * cells - 0.5))
+        return border_cells(self.border_fraction, cells)
 
     def interior(self, maps: Tensor) -> Tensor:
         """(B, m_l, H, W) -> the maps without their border cells."""
