@@ -8,7 +8,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: env repro test bench clean-outputs
+.PHONY: env repro test lint bench clean-outputs
 
 env: $(VENV)/.synced
 
@@ -25,6 +25,10 @@ repro: env
 
 test: env
 	pytest -q
+
+lint: env
+	ruff check fpnpipe stages tests bench
+	mypy
 
 bench: env
 	python bench/train_step.py

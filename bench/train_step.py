@@ -30,7 +30,7 @@ import torch
 from fpnpipe.classes import CLASSES
 from fpnpipe.config import LossParams, ModelParams, PrototypeParams
 from fpnpipe.losses import PrototypeLoss
-from fpnpipe.model.build import build_network, Model
+from fpnpipe.model.build import Model, build_network
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

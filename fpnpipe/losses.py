@@ -16,9 +16,9 @@ from torch import Tensor, nn
 
 from fpnpipe.config import LossParams
 from fpnpipe.metrics.activation import upsample_maps
-from fpnpipe.model.head import class_identity
 from fpnpipe.model.base import ClassifierNet, PrototypeOutput
 from fpnpipe.model.build import prototype_network
+from fpnpipe.model.head import class_identity
 
 
 class LossTerms(NamedTuple):
@@ -185,6 +185,11 @@ class PrototypeLoss(nn.Module):
     (no prototypes, no masks given, orthogonality off) is reported as 0. Build with `for_model`.
     """
 
+    prototype_class: Tensor
+    groups: Tensor
+    fine_inside: Tensor
+    fine_outside: Tensor
+
     def __init__(
         self,
         params: LossParams,
@@ -217,7 +222,7 @@ class PrototypeLoss(nn.Module):
         self.register_buffer("fine_outside", outside, persistent=False)
 
     @classmethod
-    def for_model(cls, params: LossParams, model: ClassifierNet) -> "PrototypeLoss":
+    def for_model(cls, params: LossParams, model: ClassifierNet) -> PrototypeLoss:
         """The loss for a model of the registry, on the model's device: without prototypes it is CE alone;
         the orthogonality term applies where the model's similarity says it does (not in the iaiabl
         baseline's sigmoid latent space), the fine-annotation term where the model uses fine annotations."""
@@ -238,6 +243,8 @@ class PrototypeLoss(nn.Module):
         """(B, m) similarities for the cluster and separation costs (loss.cluster_similarity): each
         prototype's best patch similarity (max over its map), or the pooled similarity of the logits."""
         if self.params.cluster_similarity == "pooled":
+            if output.similarities is None:
+                raise ValueError("pooled cluster similarities need a prototype model's output")
             return output.similarities.float()
         return best_patch_similarity(output.activations)
 

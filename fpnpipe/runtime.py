@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -14,6 +15,8 @@ import torch
 from fpnpipe.config import TrainParams
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,12 @@ class Runtime:
     channels_last: bool
     pin_memory: bool
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model on this device, in channels_last memory format where that is faster."""
-        model = model.to(self.device)
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+    def prepare(self, model: M) -> M:
+        """The model (moved in place) on this device, in channels_last memory format where that is faster."""
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.bf16:

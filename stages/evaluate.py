@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, log, start
-from stages.training import load_sets, load_trained
 from stages.paths import FINAL_MODEL, METRICS, PLOTS, PREDICTIONS
+from stages.training import load_sets, load_trained
 
 
 def main(params: Path = PARAMS_OPTION) -> None:

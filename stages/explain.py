@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, fail, log, start
-from stages.training import load_sets
 from stages.paths import EXPLANATIONS, FINAL_MODEL, FINAL_RECORD, METRICS
+from stages.training import load_sets
 
 
 def main(params: Path = PARAMS_OPTION) -> None:

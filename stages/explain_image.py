@@ -52,7 +52,7 @@ def main(
                     "against the model's training crops", model_path, record_path)
 
     try:
-        crop = crop_new_image(image, p.crop, p.data.voi_window, tuple(p.data.intensity_percentiles),
+        crop = crop_new_image(image, p.crop, p.data.voi_window, p.data.intensity_percentiles,
                               box=lesion_box, roi=roi)
     except NewImageError as exc:
         fail(f"explain-image: {exc}")

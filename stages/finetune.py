@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, log, start
-from stages.training import live_epochs, load_sets, load_trained
 from stages.paths import FINAL_MODEL, FINAL_RECORD, FINETUNE_LIVE, PROJECTED_MODEL
+from stages.training import live_epochs, load_sets, load_trained
 
 
 def main(params: Path = PARAMS_OPTION) -> None:

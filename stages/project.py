@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, log, start
-from stages.training import load_sets, load_trained
 from stages.paths import PROJECTED_MODEL, PROJECTED_RECORD, WARMUP_MODEL
+from stages.training import load_sets, load_trained
 
 
 def main(params: Path = PARAMS_OPTION) -> None:

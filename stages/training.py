@@ -35,7 +35,7 @@ def live_epochs(directory: Path) -> Iterator[Callable[[dict[str, float]], None]]
         yield log_epoch
 
 
-def load_sets(params: Params, splits: tuple[str, ...]) -> dict[str, "CropSet"]:
+def load_sets(params: Params, splits: tuple[str, ...]) -> dict[str, CropSet]:
     """Lesion crops + negative patches of each named split; fails with a clear message if the crop files
     are missing or do not match crop.size."""
     from fpnpipe.data.dataset import split_crops
@@ -53,7 +53,7 @@ def load_sets(params: Params, splits: tuple[str, ...]) -> dict[str, "CropSet"]:
     return sets
 
 
-def load_trained(stage: str, path: Path, params: Params) -> tuple["Runtime", "Model", dict]:
+def load_trained(stage: str, path: Path, params: Params) -> tuple[Runtime, Model, dict]:
     """Seed and pick the device, then load the checkpoint at `path` onto it; fails naming the file."""
     from fpnpipe.model.checkpoint import CheckpointError, load_checkpoint
     from fpnpipe.runtime import setup_runtime

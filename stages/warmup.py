@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.common import PARAMS_OPTION, fail, log, start
-from stages.training import live_epochs, load_sets
 from stages.paths import WARMUP_LIVE, WARMUP_MODEL
+from stages.training import live_epochs, load_sets
 
 
 def main(params: Path = PARAMS_OPTION) -> None:
@@ -15,10 +15,10 @@ def main(params: Path = PARAMS_OPTION) -> None:
     sets = load_sets(p, ("train", "val"))
 
     from fpnpipe.config import ConfigError
+    from fpnpipe.data.dataset import CropDataset
     from fpnpipe.losses import PrototypeLoss
     from fpnpipe.model.build import build_model
     from fpnpipe.model.checkpoint import model_config, save_checkpoint
-    from fpnpipe.data.dataset import CropDataset
     from fpnpipe.runtime import setup_runtime
     from fpnpipe.train.schedule import run_warmup
 

@@ -11,20 +11,18 @@ from fpnpipe.atomic import atomic_dir, atomic_file, write_json
 
 def test_failed_write_leaves_nothing(tmp_path):
     target = tmp_path / "out.h5"
-    with pytest.raises(RuntimeError):
-        with atomic_file(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_write_keeps_the_previous_version(tmp_path):
     target = tmp_path / "metrics.json"
     write_json(target, {"auroc": 0.9})
-    with pytest.raises(RuntimeError):
-        with atomic_file(target) as tmp:
-            tmp.write_text("{broken")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text("{broken")
+        raise RuntimeError("killed")
     assert target.read_text() == '{\n  "auroc": 0.9\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 

@@ -124,7 +124,8 @@ class Tree:
             roi_dir = self.root / f"{folder}_1" / f"07-21-2016-DDSM-NA-{tail(roi_study)}"
             roi_tail = series_folder_tail or tail(roi_series)
             mask_series_dir = roi_dir / f"1.000000-ROI mask images-{roi_tail}"
-            crop_series_dir = mask_series_dir if shared_series else roi_dir / f"1.000000-cropped images-{tail(crop_series)}"
+            crop_series_dir = (mask_series_dir if shared_series
+                               else roi_dir / f"1.000000-cropped images-{tail(crop_series)}")
             mask_name, crop_name = ("1-1.dcm", "1-2.dcm") if mask_first or not shared_series else ("1-2.dcm", "1-1.dcm")
             put_dicom(mask_series_dir / mask_name, (60, 40), roi_study, roi_series, mask=True)
             if with_crop:
@@ -218,7 +219,8 @@ def test_duplicate_abnormality_and_non_mass_rows(tree: Tree) -> None:
     row = tree.case("Mass-Training_P_00011_LEFT_CC", "SPICULATED")
     tree.rows.append({**row, "subtlety": "5"})
     tree.rows.append({**row})
-    tree.rows.append({**row, "abnormality type": "calcification", "image file path": "Calc-Training_P_1_LEFT_CC/1.2/3.4/0.dcm"})
+    tree.rows.append({**row, "abnormality type": "calcification",
+                      "image file path": "Calc-Training_P_1_LEFT_CC/1.2/3.4/0.dcm"})
     tree.rows.append({**row, "image file path": "just/a/path"})
     rows, rejections = read_cbis([tree.write_csv()], tree.root, DEFAULT_LABEL_MAP)
     assert len(rows) == 1

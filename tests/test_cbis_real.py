@@ -99,7 +99,8 @@ def tcia(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         roi_folder, roi_study, roi_series = _parts(row[columns["ROI mask file path"]])
         crop_folder, crop_study, crop_series = _parts(row[columns["cropped image file path"]])
         assert (roi_folder, roi_study, roi_series) == (crop_folder, crop_study, crop_series)  # one shared series
-        series_dir = tree / roi_folder / f"10-04-2016-DDSM-NA-{_tail(roi_study)}" / f"1.000000-ROI mask images-{_tail(roi_series)}"
+        study_dir = tree / roi_folder / f"10-04-2016-DDSM-NA-{_tail(roi_study)}"
+        series_dir = study_dir / f"1.000000-ROI mask images-{_tail(roi_series)}"
         series_dir.mkdir(parents=True)
         # TCIA's 1-1 / 1-2 order says nothing: alternate which one holds the mask.
         mask_name, crop_name = ("1-1.dcm", "1-2.dcm") if n % 2 else ("1-2.dcm", "1-1.dcm")
@@ -122,7 +123,8 @@ def test_preprocess_and_negatives_on_real_cbis_files(tcia, in_tmp: Path, run_sta
     root = Path(tcia["root"])
     write_params(in_tmp / "params.yaml", {
         "data": {"source": "cbis", "raw_dir": str(root),  # pseudonymize: null, i.e. on for cbis
-                 "cbis": {"csv": [str(root / "mass_case_description_test_set.csv")], "image_root": str(root / "CBIS-DDSM")}},
+                 "cbis": {"csv": [str(root / "mass_case_description_test_set.csv")],
+                          "image_root": str(root / "CBIS-DDSM")}},
         "crop": CROP,
         "split": {"val_fraction": 0.0, "test_fraction": 0.0},
         "preprocess": {"jobs": 1},
@@ -139,7 +141,8 @@ def test_preprocess_and_negatives_on_real_cbis_files(tcia, in_tmp: Path, run_sta
 
     crops = read_crops("data/processed/crops.h5")
     assert len(crops) == len(rows) - 1 == 9 and set(crops.split) == {"test"}
-    originals = {pseudonym: original for (kind, original), pseudonym in read_mapping(Path("data/private/pseudonyms.csv")).items()}
+    originals = {pseudonym: original for (kind, original),
+                 pseudonym in read_mapping(Path("data/private/pseudonyms.csv")).items()}
     by_abnormality = {}
     for k in range(len(crops)):
         image_id, _, number = crops.image_id[k].partition("#")
@@ -169,7 +172,8 @@ def test_preprocess_and_negatives_on_real_cbis_files(tcia, in_tmp: Path, run_sta
         box = context_box(mask_box(tcia["masks"][abnormality]), CROP["context"])
         np.testing.assert_array_equal(crops.source_box[k], np.array(box, np.float32))
         # ... and its pixels come from the package's file of this view, read independently.
-        image = normalize_intensity(read_image(files[(row[columns["patient_id"]], VIEW_KEYS[(side, view)])]), (0.5, 99.5))
+        image = normalize_intensity(read_image(files[(row[columns["patient_id"]], VIEW_KEYS[(side, view)])]), (0.5,
+                                                                                                               99.5))
         np.testing.assert_array_equal(crops.images[k], crop_image(image, box, CROP["size"]))
         assert crops.roi[k].any() and crops.has_fine[k]
 

@@ -62,7 +62,8 @@ def test_metrics_are_recomputed_from_predictions_csv(world: Path, run_stage) -> 
     assert metrics["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == labels))
     assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, probs.argmax(1)))
     assert metrics["margin_accuracy"] == pytest.approx(np.mean(renorm.argmax(1) == labels[lesion]))
-    assert metrics["margin_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels[lesion], renorm.argmax(1)))
+    assert metrics["margin_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels[lesion],
+                                                                                        renorm.argmax(1)))
     assert metrics["n_test_lesions"] == int(lesion.sum())
     # The CIs follow from the same file with the library and the params' seed.
     again = nan_to_none(classification_metrics(labels, probs, pred.patient_id, 1000, 0.95, 0))

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from fpnpipe.classes import CLASSES, NEGATIVE_INDEX
-from fpnpipe.metrics.activation import high_activation_box, upsample_activation
 from fpnpipe.explain.cases import case_record, choose_cases, explain_images
 from fpnpipe.explain.text import caption, probability_table, safe_name
+from fpnpipe.metrics.activation import high_activation_box, upsample_activation
 from tests.test_explain_stage import SIZE, tiny_crops, tiny_model
 
 
@@ -17,7 +17,7 @@ def _onehot_probs(predicted: list[int], confidence: list[float]) -> np.ndarray:
     """(N, 4) probabilities whose argmax is `predicted` with the given probability."""
     n = len(predicted)
     probs = np.full((n, len(CLASSES)), 0.0)
-    for i, (k, p) in enumerate(zip(predicted, confidence)):
+    for i, (k, p) in enumerate(zip(predicted, confidence, strict=True)):
         probs[i] = (1 - p) / (len(CLASSES) - 1)
         probs[i, k] = p
     return probs

@@ -48,7 +48,8 @@ def test_case_figure_has_five_equal_square_panels_per_row(explained, tmp_path) -
     by = {ax.get_label(): ax.get_position() for ax in panels}
     for r in range(3):
         lefts = [by[f"{c}{r}"].x0 for c in "abcde"]
-        assert lefts == sorted(lefts) and all(by[f"{c}{r}"].x1 < by[f"{d}{r}"].x0 for c, d in zip("abcd", "bcde"))
+        assert lefts == sorted(lefts) and all(by[f"{c}{r}"].x1 < by[f"{d}{r}"].x0 for c, d in zip("abcd", "bcde",
+                                                                                                  strict=True))
     assert by["a0"].y0 > by["a1"].y1 and by["a1"].y0 > by["a2"].y1
     text = " ".join(t.get_text() for t in fig.texts)
     assert cases[0].rows[0].contribution != 0 and f"prototype {cases[0].rows[0].prototype}" in text

@@ -99,7 +99,8 @@ def test_figure_is_named_by_pseudonym_when_the_source_is_pseudonymised(case_file
     monkeypatch.setenv("FPNPIPE_PSEUDONYM_KEY", "explain-image-test-key")
     shutil.copy(case_files / "new case.dcm", case_files / "Doe^Jane_ACC998877.dcm")
     write_params(case_files / "hospital.yaml", {"data": {"source": "manifest"}, "crop": {"size": SIZE},
-                                                 "train": {"device": "cpu"}, "explain": {"top_prototypes": 2, "dpi": 60}})
+                                                 "train": {"device": "cpu"}, "explain": {"top_prototypes": 2,
+                                                                                         "dpi": 60}})
     result = run_stage("explain-image", "Doe^Jane_ACC998877.dcm", "--roi", "roi.png", "--params", "hospital.yaml")
     assert result.exit_code == 0, result.output
     (figure,) = (case_files / "reports/explain-image").iterdir()

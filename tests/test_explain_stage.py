@@ -15,14 +15,13 @@ from PIL import Image
 
 from fpnpipe.classes import CLASSES, NEGATIVE_INDEX
 from fpnpipe.config import ModelParams, PrototypeParams
-from fpnpipe.data.schema import CropSet, write_crops
-from fpnpipe.model.build import build_network
-from fpnpipe.model.build import prototype_network
-from fpnpipe.model.checkpoint import model_config, save_checkpoint
 from fpnpipe.data.dataset import CropDataset, make_loader
+from fpnpipe.data.projection_record import write_projection_record
+from fpnpipe.data.schema import CropSet, write_crops
+from fpnpipe.model.build import build_network, prototype_network
+from fpnpipe.model.checkpoint import model_config, save_checkpoint
 from fpnpipe.runtime import Runtime
 from fpnpipe.train.projection import apply_projection, find_nearest_patches, projection_record
-from fpnpipe.data.projection_record import write_projection_record
 from tests.conftest import write_params
 
 SIZE = 32

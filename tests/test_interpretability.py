@@ -13,7 +13,8 @@ from fpnpipe.metrics.activation import (
     high_activation_box,
     high_activation_box_batch,
     high_activation_mask,
-    summarise_by_level_and_class,
+    summarise_by_class,
+    summarise_by_level,
     upsample_activation,
     upsample_activation_batch,
 )
@@ -147,17 +148,20 @@ def test_summary_by_level_and_class() -> None:
     values = np.array([1.0, 0.0, 0.5, 1.0])
     levels = np.array([2, 2, 3, 5])
     classes = np.array([0, 1, 0, 2])
-    out = summarise_by_level_and_class(values, levels, classes)
+    out = summarise_by_level(values, levels)
     assert out["average"] == pytest.approx(0.625)
     assert out["level_2"] == pytest.approx(0.5)
     assert out["level_3"] == pytest.approx(0.5)
     assert out["level_4"] is None
     assert out["level_5"] == pytest.approx(1.0)
-    assert out["by_class"] == {"circumscribed": 0.75, "indistinct": 0.0, "spiculated": 1.0, "negative": None}
+    assert summarise_by_class(values, classes) == {"circumscribed": 0.75, "indistinct": 0.0, "spiculated": 1.0,
+                                                   "negative": None}
+    with pytest.raises(ValueError, match="one length"):
+        summarise_by_class(values, classes[:3])
 
 
 def test_summary_rejects_unknown_level_and_handles_empty() -> None:
     with pytest.raises(ValueError, match="unknown FPN levels"):
-        summarise_by_level_and_class(np.array([1.0]), np.array([6]), np.array([0]))
-    empty = summarise_by_level_and_class(np.array([]), np.array([], dtype=int), np.array([], dtype=int))
+        summarise_by_level(np.array([1.0]), np.array([6]))
+    empty = summarise_by_level(np.array([]), np.array([], dtype=int))
     assert empty["average"] is None and empty["level_2"] is None

@@ -18,8 +18,8 @@ from fpnpipe.losses import (
     prototype_groups,
     separation_loss,
 )
-from fpnpipe.model.build import build_network
 from fpnpipe.model.base import PrototypeOutput
+from fpnpipe.model.build import build_network
 
 INSIDE = torch.tensor(LossParams().fine_inside.matrix())
 OUTSIDE = torch.tensor(LossParams().fine_outside.matrix())
@@ -195,14 +195,15 @@ def test_prototype_loss_combines_the_terms_of_equation_4(model_and_batch):
     # Default cluster_similarity "patch": each prototype's best patch similarity, taken here by a loop.
     best = torch.zeros(4, net.num_prototypes)
     for b in range(4):
-        for level, maps in zip(net.levels, out.activations):
+        for level, maps in zip(net.levels, out.activations, strict=True):
             for k, j in enumerate(range(net.level_slice(level).start, net.level_slice(level).stop)):
                 best[b, j] = maps[b, k].max()
     assert terms.clust.item() == pytest.approx(cluster_loss(best, labels, net.prototype_class).item())
     assert terms.sep.item() == pytest.approx(separation_loss(best, labels, net.prototype_class).item())
     pooled = parse_params({"loss": {**lambdas, "cluster_similarity": "pooled"}}).loss
     pooled_terms = PrototypeLoss.for_model(pooled, net)(out, labels, fine, has_fine)
-    assert pooled_terms.clust.item() == pytest.approx(cluster_loss(out.similarities, labels, net.prototype_class).item())
+    assert pooled_terms.clust.item() == pytest.approx(cluster_loss(out.similarities, labels,
+                                                                   net.prototype_class).item())
     groups = prototype_groups(net.prototype_class, net.prototype_level, 4)
     assert terms.ortho.item() == pytest.approx(orthogonality_loss(out.prototypes, groups).item())
     expected = terms.ce + 0.5 * terms.clust + 0.25 * terms.sep + 2.0 * terms.ortho + 3.0 * terms.fine

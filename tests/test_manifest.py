@@ -35,7 +35,8 @@ def write(folder: Path, rows: list[dict[str, str]], header: list[str] = HEADER, 
     return path
 
 
-BOX = {"image_path": "img/a.dcm", "patient_id": "P1", "label": "spiculated", "x0": "10", "y0": "20", "x1": "30", "y1": "45"}
+BOX = {"image_path": "img/a.dcm", "patient_id": "P1", "label": "spiculated", "x0": "10", "y0": "20", "x1": "30",
+       "y1": "45"}
 
 
 def test_accepts_each_annotation_form(folder: Path) -> None:
@@ -44,8 +45,10 @@ def test_accepts_each_annotation_form(folder: Path) -> None:
             folder,
             [
                 {**BOX, "split": "Test", "fine_mask_path": "masks/a_fine.png"},
-                {"image_path": "img/a.dcm", "patient_id": "P1", "label": " Ill_Defined ", "roi_mask_path": "masks/a.png"},
-                {"image_path": "img/b.dcm", "patient_id": "P2", "label": "CIRCUMSCRIBED", "cx": "5.5", "cy": "7", "radius": "3"},
+                {"image_path": "img/a.dcm", "patient_id": "P1", "label": " Ill_Defined ",
+                 "roi_mask_path": "masks/a.png"},
+                {"image_path": "img/b.dcm", "patient_id": "P2", "label": "CIRCUMSCRIBED", "cx": "5.5", "cy": "7",
+                 "radius": "3"},
                 {"image_path": "img/c.dcm", "patient_id": "P3", "label": "normal", "split": "NA"},
             ],
         ),
@@ -107,7 +110,8 @@ BAD_ROWS: list[tuple[dict[str, str], str]] = [
 
 @pytest.mark.parametrize(("bad", "words"), BAD_ROWS, ids=[w for _, w in BAD_ROWS])
 def test_row_refusals(folder: Path, bad: dict[str, str], words: str) -> None:
-    good = {"image_path": "img/b.dcm", "patient_id": "P2", "label": "circumscribed", "cx": "9", "cy": "9", "radius": "4"}
+    good = {"image_path": "img/b.dcm", "patient_id": "P2", "label": "circumscribed", "cx": "9", "cy": "9",
+            "radius": "4"}
     path = write(folder, [good, bad, good | {"radius": "5"}])
     rows, rejections = read_manifest(path, DEFAULT_LABEL_MAP)
     assert [r.row for r in rows] == [1, 3]
@@ -190,7 +194,8 @@ def test_wrong_field_count_and_blank_lines(folder: Path) -> None:
     assert len(rows) == 1 and rows[0].row == 4 and rows[0].patient_id == "P1, left"
 
 
-def test_bom_header_case_extra_columns_and_absolute_path(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_bom_header_case_extra_columns_and_absolute_path(folder: Path,
+                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere") / "scan.dcm"
     elsewhere.write_bytes(b"x")
     path = folder / "bom.csv"

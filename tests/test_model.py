@@ -165,7 +165,7 @@ def test_iaiabl_baseline_is_single_scale_on_conv5():
     out = net(torch.rand(2, 1, 64, 64))
     assert [tuple(a.shape) for a in out.activations] == [(2, 32, 4, 4)]
     z = net.forward_features(torch.rand(1, 1, 64, 64))[0]
-    assert z.shape == (1, 16, 4, 4) and 0 <= z.min() and z.max() <= 1  # the add-on ends in a sigmoid
+    assert z.shape == (1, 16, 4, 4) and z.min() >= 0 and z.max() <= 1  # the add-on ends in a sigmoid
     black_box = build_network(ModelParams(arch="vgg16"), PROTOS)
     out = black_box(torch.rand(2, 1, 64, 64))
     assert out.logits.shape == (2, 4) and out.similarities is None and out.activations == ()

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from fpnpipe.model.prototypes import focal_similarity, PrototypeLayer, topk_mean
-
+from fpnpipe.model.prototypes import PrototypeLayer, focal_similarity, topk_mean
 from fpnpipe.model.similarity import CosineSimilarity, cosine_similarity_maps, log_similarity_maps
 
 
@@ -21,7 +20,7 @@ def _loop_cosine(z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
                 for w in range(w_):
                     u = [float(z[b, k, h, w]) for k in range(d_)]
                     v = [float(p[j, k]) for k in range(d_)]
-                    dot = sum(a * c for a, c in zip(u, v))
+                    dot = sum(a * c for a, c in zip(u, v, strict=True))
                     out[b, j, h, w] = dot / (math.sqrt(sum(a * a for a in u)) * math.sqrt(sum(c * c for c in v)))
     return out
 
@@ -138,7 +137,8 @@ def test_border_cells_from_the_fraction_of_the_crop_side():
 
 def test_border_cells_take_no_part_in_pooling_but_the_maps_are_returned_raw():
     torch.manual_seed(1)
-    layer = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, similarity=CosineSimilarity(), border_fraction=0.2)  # 1 cell of a 6 x 6 map
+    layer = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, similarity=CosineSimilarity(),
+                           border_fraction=0.2)  # 1 cell of a 6 x 6 map
     z = torch.randn(2, 4, 6, 6)
     maps = cosine_similarity_maps(z, layer.prototype_vectors)
     pooled, (shown,) = layer([z])
@@ -152,6 +152,7 @@ def test_border_cells_take_no_part_in_pooling_but_the_maps_are_returned_raw():
 
 
 def test_a_border_that_leaves_no_patch_is_a_clear_error():
-    layer = PrototypeLayer({5: (1,)}, dim=3, top_k={5: 1}, similarity=CosineSimilarity(), border_fraction=0.45)  # 3 of 6 cells per edge
+    layer = PrototypeLayer({5: (1,)}, dim=3, top_k={5: 1}, similarity=CosineSimilarity(),
+                           border_fraction=0.45)  # 3 of 6 cells per edge
     with pytest.raises(ValueError, match="prototypes.border_fraction"):
         layer([torch.randn(1, 3, 6, 6)])

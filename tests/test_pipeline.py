@@ -1,6 +1,7 @@
 """End to end: `dvc repro` in a temporary git + dvc repo on a tiny synthetic set; a second repro does
 nothing; a param change reruns the stages that read it and their followers, never what
-comes before (judged from what DVC prints); a stage killed mid-run leaves nothing DVC would take for complete and reruns cleanly."""
+comes before (judged from what DVC prints); a stage killed mid-run leaves nothing DVC would take for complete
+and reruns cleanly."""
 
 from __future__ import annotations
 

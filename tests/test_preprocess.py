@@ -65,8 +65,10 @@ def dataset(in_tmp: Path) -> Path:
     for i, label in enumerate(["circumscribed", "indistinct", "spiculated"] * 3):
         p = image(f"good{i}", i, (50, 80, 12), photometric="MONOCHROME1" if i == 4 else "MONOCHROME2")
         row(image_path=p, patient_id=f"P{i}", label=label, roi_mask_path=mask(f"good{i}_roi", _disc(50, 80, 12)))
-    row(image_path=image("boxed", 20, (40, 60, 10)), patient_id="PB", label="Spiculated", x0="30", y0="50", x1="51", y1="71")
-    row(image_path=image("circled", 21, (40, 60, 10)), patient_id="PC", label="ILL_DEFINED", cx="40", cy="60", radius="10")
+    row(image_path=image("boxed", 20, (40, 60, 10)), patient_id="PB", label="Spiculated", x0="30", y0="50", x1="51",
+        y1="71")
+    row(image_path=image("circled", 21, (40, 60, 10)), patient_id="PC", label="ILL_DEFINED", cx="40", cy="60",
+        radius="10")
     two = image("two", 22, (30, 40, 8))
     row(image_path=two, patient_id="P2L", label="circumscribed", roi_mask_path=mask("two_a", _disc(30, 40, 8)))
     row(image_path=two, patient_id="P2L", label="spiculated", roi_mask_path=mask("two_b", _disc(40, 120, 8)))
@@ -80,7 +82,8 @@ def dataset(in_tmp: Path) -> Path:
         bad[len(rows) + 1] = words
         row(**kw)
 
-    bad_row("not found", image_path="img/missing.dcm", patient_id="X1", label="spiculated", x0="1", y0="1", x1="9", y1="9")
+    bad_row("not found", image_path="img/missing.dcm", patient_id="X1", label="spiculated", x0="1", y0="1", x1="9",
+            y1="9")
     (raw / "img" / "junk.dcm").write_bytes(b"DICM" + bytes(300))
     bad_row("", image_path="img/junk.dcm", patient_id="X2", label="spiculated", x0="1", y0="1", x1="9", y1="9")
     bad_row("differs from the image", image_path=image("mism", 40, (50, 80, 12)), patient_id="X3", label="indistinct",
@@ -89,15 +92,18 @@ def dataset(in_tmp: Path) -> Path:
             x0="100", y0="100", x1="400", y1="300")
     grey = _disc(50, 80, 12)
     grey[0, :5] = 128
-    bad_row("not binary", image_path=image("grey", 42), patient_id="X5", label="indistinct", roi_mask_path=mask("grey_roi", grey))
+    bad_row("not binary", image_path=image("grey", 42), patient_id="X5", label="indistinct",
+            roi_mask_path=mask("grey_roi", grey))
     bad_row("empty", image_path=image("empty", 43), patient_id="X6", label="indistinct",
             roi_mask_path=mask("empty_roi", np.zeros((H, W), np.uint8)))
-    bad_row("label", image_path=image("obscured", 44), patient_id="X7", label="OBSCURED", x0="1", y0="1", x1="9", y1="9")
+    bad_row("label", image_path=image("obscured", 44), patient_id="X7", label="OBSCURED", x0="1", y0="1", x1="9",
+            y1="9")
     bad_row("more than one split", image_path=image("split_a", 45), patient_id="X8", label="spiculated",
             x0="10", y0="10", x1="30", y1="30", split="train")
     bad_row("more than one split", image_path=image("split_b", 46), patient_id="X8", label="spiculated",
             x0="10", y0="10", x1="30", y1="30", split="test")
-    bad_row("x1", image_path=image("inverted", 47), patient_id="X9", label="spiculated", x0="30", y0="10", x1="20", y1="30")
+    bad_row("x1", image_path=image("inverted", 47), patient_id="X9", label="spiculated", x0="30", y0="10", x1="20",
+            y1="30")
     # Pixels that cannot be trusted or would teach nothing (issue 13.5 / 13.6).
     bad_row("constant image", image_path=image("slope0", 48, (50, 80, 12), rescale=(0.0, 100.0)), patient_id="X10",
             label="spiculated", x0="40", y0="70", x1="60", y1="90")
@@ -126,7 +132,8 @@ def dataset(in_tmp: Path) -> Path:
             x0="40", y0="70", x1="60", y1="90")
     assert wide.is_file()
 
-    columns = ["image_path", "patient_id", "label", "roi_mask_path", "x0", "y0", "x1", "y1", "cx", "cy", "radius", "split"]
+    columns = ["image_path", "patient_id", "label", "roi_mask_path", "x0", "y0", "x1", "y1", "cx", "cy", "radius",
+               "split"]
     with open(raw / "manifest.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -156,7 +163,7 @@ def test_bad_rows_are_reported_and_good_rows_cropped(dataset, run_stage):
 
     crops = read_crops("data/processed/crops.h5")
     assert len(crops) == 9 + 1 + 1 + 2 == report["crops"]["total"]
-    assert crops.images.shape == (13, 32, 32) and 0 <= crops.images.min() and crops.images.max() <= 1
+    assert crops.images.shape == (13, 32, 32) and crops.images.min() >= 0 and crops.images.max() <= 1
     # The box and circle annotations have no outline, so no fine annotation; ROI masks give the band.
     by_id = {i: k for k, i in enumerate(crops.image_id)}
     assert not crops.has_fine[by_id["img/boxed"]] and not crops.has_fine[by_id["img/circled"]]
@@ -215,12 +222,13 @@ def test_negatives_inside_breast_away_from_lesions_split_inherited(dataset, run_
     neg = read_crops("data/processed/negatives.h5")
     table = {e.image_id: e for e in read_image_table("data/processed/images.json")}
     assert len(neg) > 0 and (neg.label == NEGATIVE_INDEX).all() and neg.has_fine.all() and not neg.fine.any()
-    lesion_splits = dict(zip(read_crops("data/processed/crops.h5").patient_id, read_crops("data/processed/crops.h5").split))
+    lesion_splits = dict(zip(read_crops("data/processed/crops.h5").patient_id,
+                             read_crops("data/processed/crops.h5").split, strict=True))
     for k in range(len(neg)):
         source = table[neg.image_id[k].split("#neg")[0]]
         assert neg.split[k] == source.split == lesion_splits.get(source.patient_id, source.split)
         x0, y0, x1, y1 = neg.source_box[k]
-        assert 0 <= x0 and 0 <= y0 and x1 <= W and y1 <= H  # fully inside the image
+        assert x0 >= 0 and y0 >= 0 and x1 <= W and y1 <= H  # fully inside the image
         for lx0, ly0, lx1, ly1 in source.lesion_boxes:  # at least min_distance_px from every lesion
             gap = np.hypot(max(0, lx0 - x1, x0 - lx1), max(0, ly0 - y1, y0 - ly1))
             assert gap >= 8.0

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from fpnpipe.config import ModelParams, PrototypeParams, TrainParams
+from fpnpipe.data.dataset import CropDataset, make_loader
+from fpnpipe.data.projection_record import read_projection_record, write_projection_record
 from fpnpipe.data.schema import CropSet
 from fpnpipe.metrics.activation import high_activation_box
 from fpnpipe.model.build import build_network
-from fpnpipe.data.dataset import CropDataset, make_loader
 from fpnpipe.runtime import setup_runtime
 from fpnpipe.train.projection import apply_projection, find_nearest_patches, projection_record
-from fpnpipe.data.projection_record import read_projection_record, write_projection_record
 
 S = 32
 
@@ -38,7 +38,8 @@ def _crops(n: int = 10, seed: int = 0) -> CropSet:
 
 def _model(border_fraction: float = 0.0):
     per_class = {c: (1, 1, 0, 2) for c in ("circumscribed", "indistinct", "spiculated", "negative")}
-    protos = PrototypeParams.model_validate_json(json.dumps({"per_class": per_class, "top_k": [2, 1, 1, 1], "border_fraction": border_fraction}))
+    protos = PrototypeParams.model_validate_json(json.dumps({"per_class": per_class, "top_k": [2, 1, 1, 1],
+                                                             "border_fraction": border_fraction}))
     torch.manual_seed(0)
     return build_network(ModelParams(fpn_channels=8), protos).eval()
 
@@ -48,7 +49,7 @@ def _brute_force(model, images: torch.Tensor, labels: np.ndarray):
     with torch.no_grad():
         features = model.forward_features(images)
     best = {}
-    for level, z in zip(model.levels, features):
+    for level, z in zip(model.levels, features, strict=True):
         n = model.prototype_layer.border_cells(z.shape[2])
         rows = model.level_slice(level)
         for j in range(rows.start, rows.stop):
@@ -130,7 +131,8 @@ def test_record_file_round_trip_is_byte_stable(tmp_path):
     record = projection_record(model, dataset, nearest, runtime)
     write_projection_record(tmp_path / "a.h5", record)
     write_projection_record(tmp_path / "b.h5", record)
-    assert hashlib.sha256((tmp_path / "a.h5").read_bytes()).digest() == hashlib.sha256((tmp_path / "b.h5").read_bytes()).digest()
+    digests = [hashlib.sha256((tmp_path / name).read_bytes()).digest() for name in ("a.h5", "b.h5")]
+    assert digests[0] == digests[1]
     back = read_projection_record(tmp_path / "a.h5")
     for name in record.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(back, name), getattr(record, name))

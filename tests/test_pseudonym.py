@@ -59,7 +59,8 @@ def test_key_from_environment_file_or_generated(tmp_path: Path):
     outside = tmp_path / "elsewhere" / "site.key"
     outside.parent.mkdir()
     outside.write_text("site-wide-key-kept-outside-the-repo\n")
-    assert load_key(tmp_path / "k", {KEY_FILE_ENV: str(outside)}) == (b"site-wide-key-kept-outside-the-repo", str(outside))
+    assert load_key(tmp_path / "k", {KEY_FILE_ENV: str(outside)}) == (b"site-wide-key-kept-outside-the-repo",
+                                                                      str(outside))
     with pytest.raises(PseudonymError, match="cannot read the pseudonym key"):
         load_key(tmp_path / "k", {KEY_FILE_ENV: str(tmp_path / "absent.key")})
     generated = tmp_path / ".fpnpipe" / "pseudonym.key"
@@ -105,7 +106,8 @@ def identifying(in_tmp: Path) -> Path:
     rows.append({"image_path": "Roe^Richard_19600101/ACC112233.dcm", "patient_id": "ROE^RICHARD",
                  "label": "spiculated", "roi_mask_path": "Roe^Richard_19600101/ACC112233_roi.png"})
     # Rejected when cropping: the ROI mask named after the patient is not binary.
-    write_dicom(raw / "Roe^Richard_19600101" / "ACC112233_CC.dcm", _mammogram(9, (50, 80, 12)), uid_key="r", identity=IDENT)
+    write_dicom(raw / "Roe^Richard_19600101" / "ACC112233_CC.dcm", _mammogram(9, (50, 80, 12)), uid_key="r",
+                identity=IDENT)
     grey = _disc(50, 80, 12)
     grey[0, :3] = 7
     Image.fromarray(grey).save(raw / "Roe^Richard_19600101" / "ACC112233_CC_roi.png")

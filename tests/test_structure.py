@@ -130,7 +130,7 @@ def test_stage_deps_cover_every_file_its_command_imports(name: str) -> None:
     needed = sorted(p.relative_to(ROOT).as_posix() for p in closure(entry))
     deps = _dep_paths(stage)
     for dep in deps:
-        if "${" not in dep and not dep.startswith("data/") and not dep.startswith("models/") and not dep.startswith("reports/"):
+        if "${" not in dep and not dep.startswith(("data/", "models/", "reports/")):
             assert (ROOT / dep).exists(), f"stage {name}: dependency {dep} does not exist"
     missing = [f for f in needed if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
     assert not missing, f"stage {name}: dvc.yaml deps miss files its command imports: {missing}"

@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 from fpnpipe.classes import MARGIN_CLASSES, NORMAL_LABEL
 from fpnpipe.config import ConfigError, Params, SynthParams, parse_params
 from fpnpipe.data.phantom import PixelEncoding, draw_mass, power_law_noise, render_mass, skewed_draw
+from fpnpipe.data.synth_dataset import write_dataset
 from fpnpipe.data.synthetic import BLOCK, assign_labels, plan_views, render_view
-from stages.synth import main as synth_main
-from stages.synth import write_dataset
 
 TINY = {
     "n_patients": 20,  # one whole label block: every label is present
@@ -263,7 +262,8 @@ def radial_line_count(intensity: np.ndarray, radius: float, contrast: float) -> 
     mean radius around the patch centre."""
     c = (intensity.shape[0] - 1) / 2.0
     theta = np.linspace(0, 2 * np.pi, 2048, endpoint=False)
-    ring = ndimage.map_coordinates(intensity, [c + 1.6 * radius * np.sin(theta), c + 1.6 * radius * np.cos(theta)], order=1)
+    ring = ndimage.map_coordinates(intensity, [c + 1.6 * radius * np.sin(theta), c + 1.6 * radius * np.cos(theta)],
+                                   order=1)
     bright = ring > 0.2 * contrast
     runs, n = ndimage.label(bright)
     if n and bright[0] and bright[-1]:

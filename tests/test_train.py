@@ -17,11 +17,11 @@ from fpnpipe.config import (
     TrainParams,
     WarmupParams,
 )
+from fpnpipe.data.augment import augment_pair
+from fpnpipe.data.dataset import CropDataset
 from fpnpipe.data.schema import CropSet
 from fpnpipe.losses import PrototypeLoss
 from fpnpipe.model.build import build_network
-from fpnpipe.data.augment import augment_pair
-from fpnpipe.data.dataset import CropDataset
 from fpnpipe.runtime import setup_runtime
 from fpnpipe.train.schedule import run_finetune, run_warmup
 
@@ -58,7 +58,8 @@ def test_augmentation_moves_image_and_mask_together():
     image = torch.zeros(1, S, S)
     image[0, 5:12, 18:27] = 1.0
     mask = (image > 0.5).to(torch.uint8)
-    params = NO_INTENSITY.model_copy(update={"affine_degrees": 0.0, "affine_translate": 0.0, "affine_scale": (1.0, 1.0)})
+    params = NO_INTENSITY.model_copy(update={"affine_degrees": 0.0, "affine_translate": 0.0, "affine_scale": (1.0,
+                                                                                                              1.0)})
     for _ in range(8):
         aug_image, aug_mask = augment_pair(image, mask, params, gen)
         assert torch.equal(aug_mask.bool(), aug_image > 0.5)  # flips and 90-degree turns are exact
@@ -87,9 +88,9 @@ def test_warmup_freezes_the_backbone_and_trains_the_rest():
     data = CropDataset(_crops(), NO_INTENSITY)
     run_warmup(net, loss, data, CropDataset(_crops(seed=1)), WarmupParams(epochs=1, batch_size=8), TrainParams(),
                runtime, 0, lambda metrics: None)
-    assert all(torch.equal(a, b) for a, b in zip(before["backbone"], net.backbone.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(before["last_layer"], net.last_layer.parameters()))
-    assert not all(torch.equal(a, b) for a, b in zip(before["neck"], net.neck.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before["backbone"], net.backbone.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(before["last_layer"], net.last_layer.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(before["neck"], net.neck.parameters(), strict=True))
     assert not torch.equal(protos, net.prototype_layer.prototype_vectors)
 
 
@@ -145,9 +146,9 @@ def test_a_crop_drawn_twice_in_an_epoch_gets_two_augmentations():
 
 
 def test_validation_and_model_selection_read_the_margin_auroc_among_lesions():
-    from fpnpipe.metrics.classification import all_crops_auroc_table, detection_auroc, margin_auroc_table
     from fpnpipe.data.dataset import make_loader
     from fpnpipe.inference import predict
+    from fpnpipe.metrics.classification import all_crops_auroc_table, detection_auroc, margin_auroc_table
     from fpnpipe.train.schedule import selection_key, validate
 
     net, runtime = _net(), setup_runtime(TrainParams(device="cpu"), 0)

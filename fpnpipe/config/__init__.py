@@ -19,7 +19,6 @@ from ruamel.yaml.error import YAMLError
 
 from fpnpipe.classes import FPN_LEVELS, FPN_STRIDES
 from fpnpipe.config.base import ConfigError, Section
-from fpnpipe.model.registry import ARCHITECTURES
 from fpnpipe.config.data import (
     CbisParams,
     CropParams,
@@ -38,6 +37,7 @@ from fpnpipe.config.train import (
     TrainParams,
     WarmupParams,
 )
+from fpnpipe.model.registry import ARCHITECTURES
 
 __all__ = [
     "AugmentParams",
@@ -88,7 +88,7 @@ class Params(Section):
     explain: ExplainParams = ExplainParams()
 
     @model_validator(mode="after")
-    def _prototypes_fit_the_maps(self) -> "Params":
+    def _prototypes_fit_the_maps(self) -> Params:
         problems = prototype_map_problems(self.model, self.prototypes, self.crop.size)
         if problems:
             raise ValidationError.from_exception_data(
@@ -114,10 +114,7 @@ def prototype_map_problems(
     if pooling == "none":
         return []
     counts = prototypes.per_class.per_level()
-    if pooling == "top_level":
-        levels = [FPN_LEVELS[-1]]
-    else:
-        levels = [level for level in FPN_LEVELS if sum(counts[level]) > 0]
+    levels = [FPN_LEVELS[-1]] if pooling == "top_level" else [level for level in FPN_LEVELS if sum(counts[level]) > 0]
     problems: list[tuple[tuple[str | int, ...], str, object]] = []
     for level in levels:
         index = FPN_LEVELS.index(level)

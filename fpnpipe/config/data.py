@@ -29,7 +29,7 @@ class SynthClassWeights(Section):
     normal: float = Field(0.3, ge=0)
 
     @model_validator(mode="after")
-    def _some_weight(self) -> "SynthClassWeights":
+    def _some_weight(self) -> SynthClassWeights:
         if self.circumscribed + self.indistinct + self.spiculated + self.normal <= 0:
             raise ValueError("at least one class weight must be positive")
         return self
@@ -188,7 +188,7 @@ class SplitParams(Section):
     test_fraction: float = Field(0.25, ge=0, lt=1)
 
     @model_validator(mode="after")
-    def _sum(self) -> "SplitParams":
+    def _sum(self) -> SplitParams:
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must be below 1 (something must remain to train on)")
         return self

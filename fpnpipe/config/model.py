@@ -83,7 +83,7 @@ class PrototypesPerClass(Section):
         return v
 
     @model_validator(mode="after")
-    def _every_class_has_one(self) -> "PrototypesPerClass":
+    def _every_class_has_one(self) -> PrototypesPerClass:
         empty = [c for c in CLASSES if sum(getattr(self, c)) == 0]
         if empty:
             raise ValueError(
@@ -113,8 +113,9 @@ class PrototypeParams(Section):
     similarity); `topk` = the top-k mean alone (IAIA-BL's pooling applied to the cosine maps). The iaiabl
     baseline always uses IAIA-BL's log-distance similarity with top-k pooling and ignores this key.
     border_fraction: patches whose centre lies within this fraction of the crop side from its edge take no
-    part in pooling or projection (0 = every patch, as in the paper; 0.2 at context 1.6 leaves the lesion box). Zero padding marks edge patches; with small crops and no
-    pretrained weights, prototypes can settle there, where every class looks alike, instead of on margins.
+    part in pooling or projection (0 = every patch, as in the paper; 0.2 at context 1.6 leaves the lesion
+    box). Zero padding marks edge patches; with small crops and no pretrained weights, prototypes can settle
+    there, where every class looks alike, instead of on margins.
     """
 
     per_class: PrototypesPerClass = PrototypesPerClass()

@@ -9,7 +9,6 @@ from pydantic import Field, field_validator
 from fpnpipe.config.base import Section
 from fpnpipe.config.data import FloatRange, check_range
 
-
 LearningRate = Annotated[float, Field(gt=0)]
 """A learning rate: positive and finite (no float in params may be infinite or NaN)."""
 

@@ -35,8 +35,8 @@ from fpnpipe.data.manifest import (
     read_csv_records,
     unknown_label_reason,
 )
-from fpnpipe.reasons import private
 from fpnpipe.data.records import LesionRow, Rejection
+from fpnpipe.reasons import private
 
 CBIS_COLUMNS: tuple[str, ...] = (
     "patient_id",
@@ -222,7 +222,7 @@ def _read_cases(path: Path, labels: Mapping[str, str]) -> tuple[list[CbisCase], 
             problems = [f"exact duplicate of row {seen[tuple(values)]}"]
         else:
             seen[tuple(values)] = number
-            cells = {c: (None if is_missing(v) else v.strip()) for c, v in zip(columns, values)}
+            cells = {c: (None if is_missing(v) else v.strip()) for c, v in zip(columns, values, strict=True)}
             case, problems = _parse_case(str(path), number, cells, labels)
             if case is not None:
                 cases.append(case)

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fpnpipe.config import AugmentParams
-from fpnpipe.data.schema import CropSet
 from fpnpipe.data.augment import augment_pair
+from fpnpipe.data.schema import CropSet
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Batch:
     has_fine: torch.Tensor
     index: torch.Tensor
 
-    def to(self, device: torch.device, channels_last: bool = False) -> "Batch":
+    def to(self, device: torch.device, channels_last: bool = False) -> Batch:
         nb = device.type == "cuda"
         images = self.images.to(device, non_blocking=nb)
         if channels_last:
@@ -34,13 +34,13 @@ class Batch:
         return Batch(images, self.fine.to(device, non_blocking=nb), self.labels.to(device, non_blocking=nb),
                      self.has_fine.to(device, non_blocking=nb), self.index)
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         return Batch(self.images.pin_memory(), self.fine.pin_memory(), self.labels.pin_memory(),
                      self.has_fine.pin_memory(), self.index)
 
 
 def collate(items: list[tuple[torch.Tensor, torch.Tensor, int, bool, int]]) -> Batch:
-    images, fine, labels, has_fine, index = zip(*items)
+    images, fine, labels, has_fine, index = zip(*items, strict=True)
     return Batch(
         torch.stack(images), torch.stack(fine)[:, 0], torch.tensor(labels, dtype=torch.long),
         torch.tensor(has_fine, dtype=torch.bool), torch.tensor(index, dtype=torch.long),

@@ -217,7 +217,8 @@ def _set_missing_transfer_syntax(ds: Dataset) -> None:
     pydicom detected while parsing; record it so that pydicom can decode the pixels."""
     if "TransferSyntaxUID" in ds.file_meta:
         return
-    syntax = _NATIVE_SYNTAX.get(tuple(ds.original_encoding))
+    implicit_vr, little_endian = ds.original_encoding
+    syntax = _NATIVE_SYNTAX.get((bool(implicit_vr), bool(little_endian)))
     if syntax is not None:
         ds.file_meta.TransferSyntaxUID = syntax
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 
 # DICOM PS3.4: Digital Mammography X-Ray Image Storage - For Presentation.
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
@@ -57,7 +57,7 @@ def write_dicom(
     bits_stored = bits_allocated if bits_stored is None else bits_stored
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
+    meta.MediaStorageSOPClassUID = UID(MG_FOR_PRESENTATION)
     meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[uid_key, "sop"])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
 

@@ -38,9 +38,9 @@ from fpnpipe.data.crops import (
 from fpnpipe.data.image_table import ImageEntry
 from fpnpipe.data.images import ImageReadError, read_image, read_mask
 from fpnpipe.data.intensity import normalize_intensity
-from fpnpipe.reasons import private
 from fpnpipe.data.records import Box, Circle, LesionRow, Rejection
 from fpnpipe.data.schema import CropSet
+from fpnpipe.reasons import private
 
 _EDGE_TOLERANCE_PX = 1.0
 
@@ -219,7 +219,8 @@ def plan_jobs(rows: list[LesionRow], splits: dict[str, str]) -> tuple[list[Image
     for path, image_rows in by_image.items():
         patients = sorted({r.patient_id for r in image_rows})
         if len(patients) > 1:
-            rejections += [_reject(r, f"image is listed under several patients: {', '.join(patients)}") for r in image_rows]
+            rejections += [_reject(r,
+                f"image is listed under several patients: {', '.join(patients)}") for r in image_rows]
             continue
         image_id = image_rows[0].image_id
         if image_id in seen_ids and seen_ids[image_id] != path:

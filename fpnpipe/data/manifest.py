@@ -34,9 +34,9 @@ from pathlib import Path
 
 from fpnpipe.classes import MARGIN_CLASSES, NORMAL_LABEL
 from fpnpipe.data.files import file_problem
-from fpnpipe.reasons import private
 from fpnpipe.data.records import LesionRow, Rejection
 from fpnpipe.data.schema import SPLITS
+from fpnpipe.reasons import private
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,14 @@ def normalise_label_map(label_map: Mapping[str, str]) -> dict[str, str]:
 
 def map_label(raw: str | None, label_map: Mapping[str, str]) -> str | None:
     """The class for a raw label through a normalised label map, or None when it is missing or unknown."""
-    if is_missing(raw):
+    if raw is None or is_missing(raw):
         return None
     return label_map.get(raw.strip().lower())
 
 
 def unknown_label_reason(raw: str | None, label_map: Mapping[str, str], column: str = "label") -> str:
     """The rejection reason for a label that `map_label` could not map."""
-    if is_missing(raw):
+    if raw is None or is_missing(raw):
         return f"{column} is missing (empty or NA), which is not in data.label_map"
     keys = ", ".join(sorted(label_map)) or "none"
     return f"{column} {raw.strip()!r} is not in data.label_map (its keys: {keys})"
@@ -195,8 +195,9 @@ def _coordinates(cells: Mapping[str, str | None], form: str, problems: list[str]
     if empty:
         problems.append(f"{form} is incomplete: {', '.join(empty)} empty (a {form} needs {', '.join(cols)})")
         return None
-    values = {c: _number(c, str(text), problems) for c, text in texts.items()}
-    if any(v is None for v in values.values()):
+    parsed = {c: _number(c, str(text), problems) for c, text in texts.items()}
+    values = {c: v for c, v in parsed.items() if v is not None}
+    if len(values) != len(parsed):
         return None
     ordered = True
     for lower, upper in _ORDER_RULES:
@@ -274,7 +275,7 @@ def _parse_row(
         if split not in SPLITS:
             problems.append(f"split {cells['split']!r} is not one of {', '.join(SPLITS)}")
     annotation = _annotation(cells, label, header, problems) if label is not None else {}
-    if problems or image is None:
+    if problems or image is None or label is None:
         return None, problems
     row = LesionRow(
         source=str(header.path),
@@ -301,7 +302,8 @@ def _conflicts(row: LesionRow, seen: _Seen) -> list[str]:
     if row.image_id in seen.image_ids:
         image, earlier = seen.image_ids[row.image_id]
         if image != row.image_path:
-            problems.append(f"image_id {private(repr(row.image_id))} is already used by row {earlier} for {private(image)}")
+            problems.append(
+                f"image_id {private(repr(row.image_id))} is already used by row {earlier} for {private(image)}")
     if row.image_path in seen.images:
         patient, normal, earlier = seen.images[row.image_path]
         if patient != row.patient_id:
@@ -382,7 +384,8 @@ def read_manifest(path: Path, label_map: Mapping[str, str]) -> tuple[list[Lesion
         row, problems = _check_record(values, number, header, labels, seen)
         if row is None:
             image = values[image_column].strip() if image_column < len(values) else ""
-            rejections.append(Rejection(str(path), number, "; ".join(problems), image=private(image) if image else None))
+            rejections.append(Rejection(str(path), number, "; ".join(problems),
+                                        image=private(image) if image else None))
         else:
             _remember(row, seen)
             rows.append(row)
@@ -399,7 +402,7 @@ def _check_record(
     if raw in seen.raw_rows:
         return None, [f"exact duplicate of row {seen.raw_rows[raw]}"]
     seen.raw_rows[raw] = number
-    cells = {c: (None if is_missing(v) else v.strip()) for c, v in zip(header.columns, values)}
+    cells = {c: (None if is_missing(v) else v.strip()) for c, v in zip(header.columns, values, strict=True)}
     row, problems = _parse_row(cells, number, header, labels)
     if row is not None:
         problems = _conflicts(row, seen)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -17,6 +20,7 @@ from fpnpipe.data.image_table import ImageEntry
 from fpnpipe.data.images import ImageReadError, read_image
 from fpnpipe.data.intensity import normalize_intensity
 from fpnpipe.data.schema import CropSet
+from fpnpipe.parallel import map_progress
 
 _MASK_MAX_SIDE = 1024  # the breast mask is computed on a subsampled image no larger than this
 _MAX_OVERLAP_IOU = 0.25  # patches of one image may overlap this much at most
@@ -177,3 +181,39 @@ def negatives_for_image(
         source_box=np.array(boxes, np.float32),
     )
     return NegativeResult(crops, wanted, note)
+
+
+@dataclass(frozen=True)
+class NegativeSet:
+    """The negatives stage's result: the patches of every image, and the report (reports/negatives.json)."""
+
+    crops: CropSet
+    report: dict[str, Any]
+    notes: list[dict[str, str]]
+
+
+def lesion_sides(crops: CropSet) -> np.ndarray:
+    """Sorted side lengths (source pixels) of the training lesion crops (all crops if the training split is
+    empty): negative patches draw their sides from these, so scale is no cue to the class."""
+    train = crops.split == "train"
+    boxes = crops.source_box[train] if train.any() else crops.source_box
+    return np.sort(np.round(boxes[:, 2] - boxes[:, 0]).astype(np.int64))
+
+
+def sample_negatives(
+    sources: list[NegativeSource], sides: np.ndarray, params: NegativesParams, crop_size: int, seed: int,
+    voi_window: bool, percentiles: tuple[float, float], jobs: int,
+) -> NegativeSet:
+    """Negative patches from every source image (negatives_for_image) with `jobs` processes, and the report."""
+    work = partial(negatives_for_image, sides=sides, params=params, crop_size=crop_size, seed=seed,
+                   voi_window=voi_window, percentiles=percentiles)
+    results = map_progress(work, sources, jobs, "negatives")
+    patches = CropSet.concat([r.crops for r in results], crop_size)
+    notes = [{"image": src.entry.image_id, "note": r.note} for src, r in zip(sources, results, strict=True) if r.note]
+    report = {
+        "patches": {"total": len(patches), "wanted": sum(r.wanted for r in results),
+                    "by_split": dict(sorted(Counter(patches.split.tolist()).items()))},
+        "images_used": sum(1 for r in results if len(r.crops)),
+        "notes": notes,
+    }
+    return NegativeSet(patches, report, notes)

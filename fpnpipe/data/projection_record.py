@@ -57,20 +57,19 @@ def empty_record(crop_size: int) -> ProjectionRecord:
 
 
 def write_projection_record(path: str | Path, record: ProjectionRecord) -> None:
-    with atomic_file(path) as tmp:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            f.attrs["record_version"] = RECORD_VERSION
-            f.attrs["classes"] = np.array(CLASSES, dtype=_STR)
-            f.attrs["crop_size"] = int(record.source_image.shape[-1])
-            for field in fields(ProjectionRecord):
-                value = getattr(record, field.name)
-                if field.name in _STRINGS:
-                    f.create_dataset(field.name, data=np.array([str(v) for v in value], dtype=_STR), track_times=False)
-                elif value.ndim == 3:
-                    f.create_dataset(field.name, data=value, track_times=False, compression="gzip",
-                                     compression_opts=4, shuffle=True, chunks=(1, *value.shape[1:]) if len(value) else None)
-                else:
-                    f.create_dataset(field.name, data=value, track_times=False)
+    with atomic_file(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        f.attrs["record_version"] = RECORD_VERSION
+        f.attrs["classes"] = np.array(CLASSES, dtype=_STR)
+        f.attrs["crop_size"] = int(record.source_image.shape[-1])
+        for field in fields(ProjectionRecord):
+            value = getattr(record, field.name)
+            if field.name in _STRINGS:
+                f.create_dataset(field.name, data=np.array([str(v) for v in value], dtype=_STR), track_times=False)
+            elif value.ndim == 3:
+                f.create_dataset(field.name, data=value, track_times=False, compression="gzip",
+                                 compression_opts=4, shuffle=True, chunks=(1, *value.shape[1:]) if len(value) else None)
+            else:
+                f.create_dataset(field.name, data=value, track_times=False)
 
 
 def read_projection_record(path: str | Path) -> ProjectionRecord:
@@ -79,7 +78,8 @@ def read_projection_record(path: str | Path) -> ProjectionRecord:
         raise ValueError(f"{path}: no such projection record (run the stage that writes it first)")
     with h5py.File(path, "r") as f:
         if f.attrs.get("record_version") != RECORD_VERSION:
-            raise ValueError(f"{path}: record version {f.attrs.get('record_version')!r}, this code reads {RECORD_VERSION}")
+            raise ValueError(
+                f"{path}: record version {f.attrs.get('record_version')!r}, this code reads {RECORD_VERSION}")
         values = {}
         for field in fields(ProjectionRecord):
             if field.name not in f:

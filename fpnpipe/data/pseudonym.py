@@ -113,7 +113,7 @@ class Pseudonymizer:
         made = self._made.get((kind, original))
         if made is not None:
             return made
-        digest = hmac.new(self._key, f"{kind}\0{original}".encode("utf-8"), hashlib.sha256).hexdigest()
+        digest = hmac.new(self._key, f"{kind}\0{original}".encode(), hashlib.sha256).hexdigest()
         made = PREFIXES[kind] + digest[:DIGEST_HEX]
         if made in self._owner:
             raise PseudonymError(

@@ -70,15 +70,15 @@ class CropSet:
     def __len__(self) -> int:
         return len(self.label)
 
-    def select(self, mask: np.ndarray) -> "CropSet":
+    def select(self, mask: np.ndarray) -> CropSet:
         """Rows where `mask` (bool (N,) or index array) holds."""
         return CropSet(**{f: getattr(self, f)[mask] for f in self.__dataclass_fields__})
 
-    def in_split(self, split: str) -> "CropSet":
+    def in_split(self, split: str) -> CropSet:
         return self.select(self.split == split)
 
     @staticmethod
-    def empty(crop_size: int) -> "CropSet":
+    def empty(crop_size: int) -> CropSet:
         s = crop_size
         return CropSet(
             images=np.zeros((0, s, s), np.float32),
@@ -93,7 +93,7 @@ class CropSet:
         )
 
     @staticmethod
-    def concat(parts: list["CropSet"], crop_size: int) -> "CropSet":
+    def concat(parts: list[CropSet], crop_size: int) -> CropSet:
         if not parts:
             return CropSet.empty(crop_size)
         return CropSet(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in CropSet.__dataclass_fields__})
@@ -107,20 +107,19 @@ def write_crops(path: str | Path, crops: CropSet) -> None:
     def put(f: h5py.File, name: str, data: np.ndarray, **kw) -> None:
         f.create_dataset(name, data=data, track_times=False, **kw)
 
-    with atomic_file(path) as tmp:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["classes"] = np.array(CLASSES, dtype=_STR)
-            f.attrs["crop_size"] = s
-            img_kw = dict(chunks=chunk, compression="gzip", compression_opts=4, shuffle=True) if n else {}
-            put(f, "images", np.ascontiguousarray(crops.images, np.float32), **img_kw)
-            put(f, "fine", np.ascontiguousarray(crops.fine, np.uint8), **img_kw)
-            put(f, "roi", np.ascontiguousarray(crops.roi, np.uint8), **img_kw)
-            put(f, "has_fine", crops.has_fine.astype(bool))
-            put(f, "label", crops.label.astype(np.int64))
-            put(f, "source_box", crops.source_box.astype(np.float32))
-            for name in ("split", "patient_id", "image_id"):
-                put(f, name, np.array([str(v) for v in getattr(crops, name)], dtype=_STR))
+    with atomic_file(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["classes"] = np.array(CLASSES, dtype=_STR)
+        f.attrs["crop_size"] = s
+        img_kw = dict(chunks=chunk, compression="gzip", compression_opts=4, shuffle=True) if n else {}
+        put(f, "images", np.ascontiguousarray(crops.images, np.float32), **img_kw)
+        put(f, "fine", np.ascontiguousarray(crops.fine, np.uint8), **img_kw)
+        put(f, "roi", np.ascontiguousarray(crops.roi, np.uint8), **img_kw)
+        put(f, "has_fine", crops.has_fine.astype(bool))
+        put(f, "label", crops.label.astype(np.int64))
+        put(f, "source_box", crops.source_box.astype(np.float32))
+        for name in ("split", "patient_id", "image_id"):
+            put(f, name, np.array([str(v) for v in getattr(crops, name)], dtype=_STR))
 
 
 def read_crops(path: str | Path, crop_size: int | None = None) -> CropSet:
@@ -156,9 +155,11 @@ def read_crops(path: str | Path, crop_size: int | None = None) -> CropSet:
                 source_box=f["source_box"][()].astype(np.float32),
             )
             if int(f.attrs["crop_size"]) != crops.crop_size:
-                raise SchemaError(f"{path}: crop_size attribute {int(f.attrs['crop_size'])} != images side {crops.crop_size}")
+                raise SchemaError(
+                    f"{path}: crop_size attribute {int(f.attrs['crop_size'])} != images side {crops.crop_size}")
             if crop_size is not None and crops.crop_size != crop_size:
-                raise SchemaError(f"{path} has {crops.crop_size} px crops but crop.size is {crop_size}; rerun preprocess")
+                raise SchemaError(
+                    f"{path} has {crops.crop_size} px crops but crop.size is {crop_size}; rerun preprocess")
             return crops
     except SchemaError as exc:
         if str(path) in str(exc):

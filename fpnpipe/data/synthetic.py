@@ -4,8 +4,8 @@
 identities); `render_view` draws one view's presentation image and lesion mask. Both are pure functions of
 the params and the seed. Random streams are keyed by SeedSequence([seed, stream, index, ...]): labels
 per block of patients (stream 1), patient and picture draws per patient and view (stream 0), file
-encodings per view (stream 2); so adding patients never changes earlier ones. Images are drawn in canonical orientation (chest wall on the left, as for a
-left breast) and mirrored for right breasts.
+encodings per view (stream 2); so adding patients never changes earlier ones. Images are drawn in canonical
+orientation (chest wall on the left, as for a left breast) and mirrored for right breasts.
 """
 
 from __future__ import annotations

@@ -5,21 +5,23 @@ activation map over the whole crop, with the chance level beside it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from fpnpipe.classes import FPN_LEVELS, MARGIN_CLASSES
+from fpnpipe.classes import MARGIN_CLASSES
+from fpnpipe.data.dataset import CropDataset
 from fpnpipe.metrics.activation import (
     DEFAULT_PERCENTILE,
     activation_area_batch,
     activation_precision_batch,
     relevant_share,
-    summarise_by_level_and_class,
+    summarise_by_class,
+    summarise_by_level,
     upsample_maps,
 )
 from fpnpipe.model.network import PrototypeNetwork
-from fpnpipe.data.dataset import CropDataset
 from fpnpipe.runtime import Runtime
 
 
@@ -59,7 +61,7 @@ def activation_pairs(
         share = relevant_share(relevant)
         with runtime.autocast():
             activations = model(images).activations
-        for level, maps in zip(model.levels, activations):
+        for level, maps in zip(model.levels, activations, strict=True):
             if maps.shape[1] == 0:
                 continue
             classes = proto_class[model.level_slice(level)]
@@ -83,19 +85,15 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def activation_summary(pairs: PairValues) -> dict[str, dict]:
+def activation_summary(pairs: PairValues) -> dict[str, dict[str, Any]]:
     """{"activation_precision": {average, level_2..level_5, <margin class>..., chance: {average, level_l...},
     lift: {average, level_l...}, n_pairs}, "activation_area": {average, level_2..level_5}}, None where a
     group is empty. lift = mean precision / mean chance over the same pairs (1 = no better than chance)."""
-    precision = summarise_by_level_and_class(pairs.precision, pairs.level, pairs.image_class)
-    by_class = precision.pop("by_class")
-    chance = summarise_by_level_and_class(pairs.chance, pairs.level, pairs.image_class)
-    chance.pop("by_class")
-    groups = ["average", *(f"level_{lv}" for lv in FPN_LEVELS)]
-    precision.update({c: by_class[c] for c in MARGIN_CLASSES})  # type: ignore[index]
-    precision["chance"] = {g: chance[g] for g in groups}
-    precision["lift"] = {g: _ratio(precision[g], chance[g]) for g in groups}  # type: ignore[arg-type]
+    by_level = summarise_by_level(pairs.precision, pairs.level)
+    chance = summarise_by_level(pairs.chance, pairs.level)
+    by_class = summarise_by_class(pairs.precision, pairs.image_class)
+    precision: dict[str, Any] = {**by_level, **{c: by_class[c] for c in MARGIN_CLASSES}}
+    precision["chance"] = chance
+    precision["lift"] = {g: _ratio(by_level[g], chance[g]) for g in by_level}
     precision["n_pairs"] = int(pairs.precision.size)
-    area = summarise_by_level_and_class(pairs.area, pairs.level, pairs.image_class)
-    area.pop("by_class")
-    return {"activation_precision": precision, "activation_area": area}
+    return {"activation_precision": precision, "activation_area": summarise_by_level(pairs.area, pairs.level)}

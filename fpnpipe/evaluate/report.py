@@ -37,7 +37,7 @@ def _shares(predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
     """{class name: share of rows predicted as it} (NaN shares for no rows)."""
     counts = np.bincount(predicted, minlength=len(names))[: len(names)]
     total = counts.sum()
-    return {name: float(c / total) if total else float("nan") for name, c in zip(names, counts)}
+    return {name: float(c / total) if total else float("nan") for name, c in zip(names, counts, strict=True)}
 
 
 def classification_metrics(

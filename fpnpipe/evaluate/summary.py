@@ -19,4 +19,5 @@ def headline(metrics: Mapping[str, Any]) -> str:
     return (f"{metrics['n_test']} test crops ({metrics['n_test_lesions']} lesions): margin AUROC among lesions "
             f"{_num(auroc['average'])} (95% CI {_num(ci['lo'])}-{_num(ci['hi'])}; {per_class}), detection AUROC "
             f"{_num(metrics['detection']['auroc'])}, accuracy {_num(metrics['accuracy'])}, balanced accuracy "
-            f"{_num(metrics['balanced_accuracy'])}, margin balanced accuracy {_num(metrics['margin_balanced_accuracy'])}")
+            f"{_num(metrics['balanced_accuracy'])}, margin balanced accuracy "
+            f"{_num(metrics['margin_balanced_accuracy'])}")

@@ -140,11 +140,11 @@ def explain_images(
     if net is None or out.similarities is None:
         return [
             CaseExplanation(str(i), img, t, p, lg, np.zeros(0), ())
-            for i, img, t, p, lg in zip(image_ids, images, true_labels, probabilities, logits_np)
+            for i, img, t, p, lg in zip(image_ids, images, true_labels, probabilities, logits_np, strict=True)
         ]
     similarities = out.similarities.float().cpu().double().numpy()  # (B, m)
     weights = net.last_layer.weight.detach().float().cpu().double().numpy()  # (C, m)
-    maps = {level: a.float().cpu().numpy() for level, a in zip(net.levels, out.activations)}
+    maps = {level: a.float().cpu().numpy() for level, a in zip(net.levels, out.activations, strict=True)}
     starts = {level: net.level_slice(level).start for level in net.levels}
     proto_class = net.prototype_class.cpu().numpy()
     proto_level = net.prototype_level.cpu().numpy()
@@ -185,7 +185,7 @@ def case_record(case: CaseExplanation, figure: str | None) -> dict[str, Any]:
         "true": None if case.true_label is None else CLASSES[case.true_label],
         "predicted": CLASSES[predicted],
         "correct": case.correct,
-        "probabilities": {name: round(float(p), 6) for name, p in zip(CLASSES, case.probabilities)},
+        "probabilities": {name: round(float(p), 6) for name, p in zip(CLASSES, case.probabilities, strict=True)},
         "logit": round(float(case.logits[predicted]), 6),
         "sum_of_contributions": round(float(case.contributions.sum()), 6) if case.contributions.size else None,
         "rows": [

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fpnpipe.data.projection_record import ProjectionRecord, read_projection_record
 from fpnpipe.model.build import Model, prototype_network
-
 from fpnpipe.model.checkpoint import CheckpointError, load_checkpoint
-from fpnpipe.data.projection_record import ProjectionRecord
-from fpnpipe.data.projection_record import read_projection_record
 
 
 class ExplainInputError(ValueError):

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from fpnpipe.atomic import atomic_file
 from fpnpipe.classes import CLASSES
+from fpnpipe.data.projection_record import ProjectionRecord
 from fpnpipe.explain.cases import CaseExplanation, PrototypeRow
 from fpnpipe.explain.drawing import (
     COLORBAR_BACKGROUND,
@@ -40,7 +41,6 @@ from fpnpipe.explain.drawing import (
     show_patch,
 )
 from fpnpipe.explain.text import caption, probability_line
-from fpnpipe.data.projection_record import ProjectionRecord
 
 MIN_PANEL_IN = 1.8
 """Smallest side of an image panel, inches; larger when the crop needs it (see drawing.panel_inches)."""
@@ -90,7 +90,7 @@ class CaseLayout:
         return self.panel(0, "e")[0] + self.side + _TEXT_GAP
 
     @staticmethod
-    def for_rows(n_rows: int, panel: float = MIN_PANEL_IN) -> "CaseLayout":
+    def for_rows(n_rows: int, panel: float = MIN_PANEL_IN) -> CaseLayout:
         width = 2 * _MARGIN + 5 * panel + 3 * _GAP + _SIDE_GAP + _TEXT_GAP + _TEXT_IN
         height = _TOP_IN + _HEADER_IN + n_rows * panel + max(n_rows - 1, 0) * _ROW_GAP + _FOOTER_IN
         return CaseLayout(width, height, n_rows, panel)

@@ -15,6 +15,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from fpnpipe.classes import CLASSES, FPN_LEVELS
+from fpnpipe.data.projection_record import ProjectionRecord
 from fpnpipe.explain.drawing import (
     COLORBAR_BACKGROUND,
     COLORMAP,
@@ -29,7 +30,6 @@ from fpnpipe.explain.drawing import (
     show_grey,
     show_overlay,
 )
-from fpnpipe.data.projection_record import ProjectionRecord
 
 MIN_PANEL_IN = 1.45
 """Smallest side of an image panel, inches; larger when the crop needs it (see drawing.panel_inches)."""
@@ -101,7 +101,7 @@ class GalleryLayout:
         return left, bottom
 
     @staticmethod
-    def for_level(record: ProjectionRecord, level: int, panel: float = MIN_PANEL_IN) -> "GalleryLayout":
+    def for_level(record: ProjectionRecord, level: int, panel: float = MIN_PANEL_IN) -> GalleryLayout:
         blocks = []
         for c in range(len(CLASSES)):
             members = np.nonzero((record.prototype_level == level) & (record.prototype_class == c))[0]

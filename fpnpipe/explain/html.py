@@ -176,7 +176,7 @@ def _gallery(entries: Sequence[Mapping[str, Any]]) -> str:
     )
     levels = [int(e["level"]) for e in entries]
     links = " · ".join(f'<a href="#level-{level}">level {level}</a>' for level in levels)
-    figures = [_gallery_figure(level, str(e["figure"])) for level, e in zip(levels, entries)]
+    figures = [_gallery_figure(level, str(e["figure"])) for level, e in zip(levels, entries, strict=True)]
     return "\n".join([intro, f"<p>Levels: {links}</p>", *figures])
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from fpnpipe.config import CropParams
 from fpnpipe.data.images import ImageReadError
 from fpnpipe.data.lesion_crops import Annotation, CropRefused, crop_lesion, load_image, read_named_mask
-from fpnpipe.reasons import reveal
 from fpnpipe.data.records import Box
+from fpnpipe.reasons import reveal
 
 
 class NewImageError(ValueError):

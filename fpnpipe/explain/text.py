@@ -41,7 +41,7 @@ def probability_line(probabilities: Sequence[float] | np.ndarray) -> str:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape != (len(CLASSES),):
         raise ValueError(f"expected {len(CLASSES)} class probabilities, got shape {probabilities.shape}")
-    return " · ".join(f"{name} {p:.3f}" for name, p in zip(CLASSES, probabilities))
+    return " · ".join(f"{name} {p:.3f}" for name, p in zip(CLASSES, probabilities, strict=True))
 
 
 def probability_table(probabilities: Sequence[float] | np.ndarray) -> str:
@@ -53,7 +53,7 @@ def probability_table(probabilities: Sequence[float] | np.ndarray) -> str:
     predicted = int(np.argmax(probabilities))
     width = max(len(c) for c in CLASSES)
     lines = [f"{'class':<{width}}  probability", f"{'-' * width}  -----------"]
-    for k, (name, p) in enumerate(zip(CLASSES, probabilities)):
+    for k, (name, p) in enumerate(zip(CLASSES, probabilities, strict=True)):
         mark = "  <- predicted" if k == predicted else ""
         lines.append(f"{name:<{width}}  {p:11.4f}{mark}")
     return "\n".join(lines)

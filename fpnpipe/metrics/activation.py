@@ -80,8 +80,8 @@ def high_activation_box_batch(acts: np.ndarray, percentile: float = DEFAULT_PERC
     The smallest box holding every kept pixel; separate hot spots give one box around all of them.
     """
     mask = high_activation_mask_batch(acts, percentile)
-    rows = mask.any(axis=2)  # (N, H): rows holding a kept pixel
-    cols = mask.any(axis=1)  # (N, W)
+    rows = np.asarray(mask.any(axis=2))  # (N, H): rows holding a kept pixel
+    cols = np.asarray(mask.any(axis=1))  # (N, W)
     y0 = rows.argmax(axis=1)
     y1 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
     x0 = cols.argmax(axis=1)
@@ -154,28 +154,30 @@ def _mean_or_none(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def summarise_by_level_and_class(
-    values: np.ndarray, levels: np.ndarray, classes: np.ndarray
-) -> dict[str, float | None | dict[str, float | None]]:
-    """Means of per-(image, prototype) values, overall, per FPN level and per image class.
-
-    values (M,) float (e.g. activation precision or area per pair), levels (M,) int FPN level of the pair's
-    prototype (in FPN_LEVELS), classes (M,) int image class index. Returns
-    {"average", "level_2", ..., "level_5", "by_class": {class name: mean}}, None where no pair falls in a group.
-    """
+def _check_groups(values: np.ndarray, *groups: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or any(np.shape(g) != values.shape for g in groups):
+        raise ValueError(f"values and their groups must be 1-D of one length, got {values.shape} and "
+                         f"{[np.shape(g) for g in groups]}")
+    return values
+
+
+def summarise_by_level(values: np.ndarray, levels: np.ndarray) -> dict[str, float | None]:
+    """{"average", "level_2", ..., "level_5"}: means of per-(image, prototype) values (M,) overall and per
+    FPN level of the pair's prototype, levels (M,) int in FPN_LEVELS; None where no pair falls in a group."""
+    values = _check_groups(values, levels)
     levels = np.asarray(levels)
-    classes = np.asarray(classes)
-    if not values.shape == levels.shape == classes.shape or values.ndim != 1:
-        raise ValueError(
-            f"values, levels and classes must be 1-D of one length, got {values.shape}, {levels.shape}, "
-            f"{classes.shape}"
-        )
     unknown = set(levels.tolist()) - set(FPN_LEVELS)
     if unknown:
         raise ValueError(f"unknown FPN levels {sorted(unknown)}; expected some of {FPN_LEVELS}")
-    out: dict[str, float | None | dict[str, float | None]] = {"average": _mean_or_none(values)}
-    for level in FPN_LEVELS:
-        out[f"level_{level}"] = _mean_or_none(values[levels == level])
-    out["by_class"] = {name: _mean_or_none(values[classes == c]) for c, name in enumerate(CLASSES)}
+    out: dict[str, float | None] = {"average": _mean_or_none(values)}
+    out.update({f"level_{level}": _mean_or_none(values[levels == level]) for level in FPN_LEVELS})
     return out
+
+
+def summarise_by_class(values: np.ndarray, classes: np.ndarray) -> dict[str, float | None]:
+    """{class name: mean} of per-(image, prototype) values (M,) by the image's class (M,) int, every class
+    in CLASSES order; None where no pair falls in a class."""
+    values = _check_groups(values, classes)
+    classes = np.asarray(classes)
+    return {name: _mean_or_none(values[classes == c]) for c, name in enumerate(CLASSES)}

@@ -44,7 +44,8 @@ def metric_warnings(metrics: Mapping[str, Any]) -> list[str]:
         out.append(f"the margin AUROC among test lesions ({average:.3f}, 95% CI {lo:.3f}-{hi:.3f}) is not "
                    "distinguishable from chance (0.5)")
     by_class = metrics.get("n_test_by_class") or {}
-    small = [f"{c} ({by_class[c]})" for c in MARGIN_CLASSES if isinstance(by_class.get(c), int) and by_class[c] < SMALL_CLASS]
+    small = [f"{c} ({by_class[c]})" for c in MARGIN_CLASSES if isinstance(by_class.get(c),
+                                                                          int) and by_class[c] < SMALL_CLASS]
     if small:
         out.append(f"fewer than {SMALL_CLASS} test lesions of {', '.join(small)}: those AUROCs rest on few cases "
                    "and their intervals are wide (see the README on reading the CIs)")

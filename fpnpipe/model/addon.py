@@ -29,7 +29,8 @@ class AddOn(Neck):
         for m in self.layers:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, taps: Sequence[Tensor]) -> tuple[Tensor, ...]:
         if len(taps) != 1:

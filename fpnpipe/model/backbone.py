@@ -38,14 +38,17 @@ class VGGBackbone(nn.Module):
     torchvision's VGG-16, so ImageNet weights cannot be loaded into it.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
         self.width = float(width)
         # Parameter names equal torchvision's `VGG.features` (features.0.weight, ...), so its state dict loads.
-        self.features = make_layers(vgg16_cfg(width))  # type: ignore[arg-type]
+        self.features = make_layers(vgg16_cfg(width))
         pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
         tap_index = (pools[1], pools[2], pools[3], len(self.features) - 1)
-        self.tap_index: dict[int, int] = dict(zip(BACKBONE_LEVELS, tap_index))
+        self.tap_index: dict[int, int] = dict(zip(BACKBONE_LEVELS, tap_index, strict=True))
         self.out_channels: dict[int, int] = {
             level: [m for m in self.features[: i + 1] if isinstance(m, nn.Conv2d)][-1].out_channels
             for level, i in self.tap_index.items()
@@ -62,7 +65,8 @@ class VGGBackbone(nn.Module):
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def normalise(self, x: Tensor) -> Tensor:
         """(B, 1 or 3, H, W) in [0, 1] -> (B, 3, H, W) normalised as the ImageNet weights expect."""

@@ -42,8 +42,8 @@ class TrainingPlan:
     """Which parameter groups each training phase trains; every other group is frozen in that phase.
 
     warmup: stage A (warmup.train_last_layer adds the last layer); joint: stage C's joint epochs;
-    last_layer: stage C's last-layer-only phase. Every group of the model must be trained by some phase (`check`), so a new group is never frozen
-    silently.
+    last_layer: stage C's last-layer-only phase. Every group of the model must be trained by some phase
+    (`check`), so a new group is never frozen silently.
     """
 
     warmup: tuple[str, ...]

@@ -41,7 +41,8 @@ class FeaturePyramid(Neck):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, taps: Sequence[Tensor]) -> tuple[Tensor, ...]:
         if len(taps) != len(self.levels):

@@ -47,7 +47,7 @@ def load_imagenet_features(backbone: VGGBackbone, path: str | Path) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = [
-        f"{k}: {tuple(v.shape)} instead of {tuple(expected[k].shape)}"
+        f"{k}: {tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__} instead of {tuple(expected[k].shape)}"
         for k, v in found.items()
         if k in expected and (not isinstance(v, Tensor) or v.shape != expected[k].shape)
     ]

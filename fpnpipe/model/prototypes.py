@@ -57,6 +57,9 @@ class PrototypeLayer(nn.Module):
     (B, m_l, H_l, W_l); a level without prototypes gives an empty (B, 0, H_l, W_l) map).
     """
 
+    prototype_class: Tensor
+    prototype_level: Tensor
+
     def __init__(
         self,
         counts: Mapping[int, Sequence[int]],
@@ -167,7 +170,7 @@ class PrototypeLayer(nn.Module):
             raise ValueError(f"expected {len(self.levels)} feature maps (levels {self.levels}), got {len(features)}")
         pooled: list[Tensor] = []
         maps: list[Tensor] = []
-        for level, z in zip(self.levels, features):
+        for level, z in zip(self.levels, features, strict=True):
             if z.ndim != 4 or z.shape[1] != self.dim:
                 raise ValueError(f"level {level}: expected a (B, {self.dim}, H, W) map, got {tuple(z.shape)}")
             prototypes = self.level_prototypes(level)

@@ -28,13 +28,15 @@ class Span(NamedTuple):
     lo: int
     hi: int
 
-    def union(self, other: "Span") -> "Span":
+    def union(self, other: Span) -> Span:
         return Span(min(self.lo, other.lo), max(self.hi, other.hi))
 
 
-def _square(value: int | tuple[int, ...], what: str, module: nn.Module) -> int:
+def _square(value: object, what: str, module: nn.Module) -> int:
     if isinstance(value, int):
         return value
+    if not isinstance(value, tuple):
+        raise ValueError(f"receptive-field arithmetic needs a numeric {what}, got {value!r} in {module}")
     if len(set(value)) != 1:
         raise ValueError(f"receptive-field arithmetic needs a square {what}, got {value} in {module}")
     return int(value[0])

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader
 
+from fpnpipe.data.dataset import Batch
 from fpnpipe.log import progress
 from fpnpipe.losses import LossTerms, PrototypeLoss
 from fpnpipe.model.build import Model
-from fpnpipe.data.dataset import Batch
 from fpnpipe.runtime import Runtime
 
 TERMS = ("total", "ce", "clust", "sep", "ortho", "fine", "l1")
@@ -48,7 +48,7 @@ def train_epoch(
             terms.total.backward()
             optimizer.step()
             n = b.labels.shape[0]
-            for name, value in zip(TERMS, terms):
+            for name, value in zip(TERMS, terms, strict=True):
                 sums[name] += float(value.detach()) * n
             correct += int((out.logits.detach().argmax(1) == b.labels).sum())
             seen += n

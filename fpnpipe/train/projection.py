@@ -15,12 +15,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from fpnpipe.classes import CLASSES
+from fpnpipe.data.dataset import Batch, CropDataset, make_loader
 from fpnpipe.data.projection_record import ProjectionRecord, empty_record
 from fpnpipe.metrics.activation import high_activation_box_batch, upsample_maps
 from fpnpipe.model.base import ClassifierNet
 from fpnpipe.model.build import prototype_network
 from fpnpipe.model.network import PrototypeNetwork
-from fpnpipe.data.dataset import Batch, CropDataset, make_loader
 from fpnpipe.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def find_nearest_patches(model: PrototypeNetwork, loader: DataLoader, runtime: R
         b: Batch = batch.to(device, runtime.channels_last)
         with runtime.autocast():
             features = model.forward_features(b.images)
-        for level, z in zip(model.levels, features):
+        for level, z in zip(model.levels, features, strict=True):
             rows = model.level_slice(level)
             prototypes = model.level_prototypes(level)
             if prototypes.shape[0] == 0:
@@ -104,7 +104,8 @@ def _duplicates(nearest: NearestPatches, proto_class: np.ndarray, proto_level: n
     for j in range(len(proto_class)):
         if int(nearest.source[j]) < 0:
             continue
-        key = (int(proto_class[j]), int(proto_level[j]), int(nearest.source[j]), *map(int, nearest.grid[j]))
+        row, col = (int(v) for v in nearest.grid[j])
+        key = (int(proto_class[j]), int(proto_level[j]), int(nearest.source[j]), row, col)
         if key in seen:
             dup[j] = seen[key]
         else:
@@ -131,7 +132,7 @@ def projection_record(
         images = dataset.images[torch.from_numpy(src[js])].to(runtime.device)
         with runtime.autocast():
             out = model(images)
-        for level, maps in zip(model.levels, out.activations):
+        for level, maps in zip(model.levels, out.activations, strict=True):
             rows = model.level_slice(level)
             sel = np.nonzero((js >= rows.start) & (js < rows.stop))[0]
             if sel.size == 0:
@@ -145,7 +146,7 @@ def projection_record(
         if src[j] >= 0:
             rf[j] = model.receptive_field(int(proto_level[j]), int(nearest.grid[j, 0]), int(nearest.grid[j, 1]), size)
     dup = _duplicates(nearest, proto_class, proto_level)
-    for j in np.nonzero(dup >= 0)[0]:
+    for j in np.nonzero(dup >= 0)[0].tolist():
         log.warning("prototypes %d and %d (%s, level %d) were projected onto the same patch", dup[j], j,
                     CLASSES[proto_class[j]], proto_level[j])
     has = src >= 0

@@ -17,12 +17,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from fpnpipe.config import FinetuneParams, Section, TrainParams, WarmupParams
-from fpnpipe.metrics.classification import accuracy, detection_auroc, margin_auroc_table, margin_balanced_accuracy
-from fpnpipe.losses import PrototypeLoss
-from fpnpipe.model.build import Model, prototype_network
 from fpnpipe.data.dataset import CropDataset, make_loader
-from fpnpipe.runtime import Runtime
 from fpnpipe.inference import predict
+from fpnpipe.losses import PrototypeLoss
+from fpnpipe.metrics.classification import accuracy, detection_auroc, margin_auroc_table, margin_balanced_accuracy
+from fpnpipe.model.build import Model, prototype_network
+from fpnpipe.runtime import Runtime
 from fpnpipe.train.loop import train_epoch
 from fpnpipe.train.optim import build_optimizer, build_scheduler, set_trainable
 from fpnpipe.train.projection import NearestPatches, project
@@ -87,7 +87,8 @@ def run_warmup(
             scheduler.step()
         val = validate(model, val_loader, runtime)
         log.info("warmup epoch %d: loss %.4f, train acc %.3f, val acc %.3f, val margin AUROC %.3f, %.1f img/s",
-                 epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"], stats["images_per_s"])
+                 epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"],
+                     stats["images_per_s"])
         on_epoch(_epoch_metrics(stats, val))
 
 
@@ -134,7 +135,8 @@ def run_finetune(
         val = validate(model, val_loader, runtime)
         metrics = _epoch_metrics(stats, val)
         log.info("finetune epoch %d: loss %.4f, train acc %.3f, val acc %.3f, val margin AUROC %.3f, %.1f img/s",
-                 epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"], stats["images_per_s"])
+                 epoch + 1, stats["total"], stats["accuracy"], val["accuracy"], val["auroc_average"],
+                     stats["images_per_s"])
         last = epoch + 1 == params.epochs
         if (epoch + 1) % params.project_every == 0 or last:
             nearest = project(net, push_set, project_batch_size, runtime, train.num_workers) if net else None
@@ -142,7 +144,8 @@ def run_finetune(
                 last_lrs = dict.fromkeys(plan.last_layer, params.last_layer_lr)
                 last_opt = build_optimizer(groups, last_lrs, params.optimizer)
                 for k in range(params.last_layer_epochs):
-                    ll_loader = _loaders(train_set, params.batch_size, train, runtime, seed, 5000 + 100 * epoch + k, True)
+                    ll_loader = _loaders(train_set, params.batch_size, train, runtime, seed, 5000 + 100 * epoch + k,
+                                         True)
                     train_epoch(model, ll_loader, loss_fn, last_opt, runtime,
                                 f"last layer {k + 1}/{params.last_layer_epochs}", last_layer_only=True)
             val = validate(model, val_loader, runtime)

@@ -20,7 +20,7 @@ def build(model: ModelParams, prototypes: PrototypeParams) -> PrototypeNetwork:
     backbone = VGGBackbone(model.width)
     neck = FeaturePyramid({lv: backbone.out_channels[lv] for lv in FPN_LEVELS}, model.fpn_channels)
     layer = PrototypeLayer(
-        prototypes.per_class.per_level(), model.fpn_channels, dict(zip(FPN_LEVELS, prototypes.top_k)),
+        prototypes.per_class.per_level(), model.fpn_channels, dict(zip(FPN_LEVELS, prototypes.top_k, strict=True)),
         CosineSimilarity(), focal=prototypes.similarity == "focal", border_fraction=prototypes.border_fraction,
     )
     last = LastLayer(layer.prototype_class, len(CLASSES), model.incorrect_class_connection)
