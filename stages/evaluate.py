@@ -23,7 +23,7 @@ def main(params: Path = PARAMS_OPTION) -> None:
     from fpnpipe.metrics.warnings import metric_warnings
 
     runtime, model, _ = load_trained("evaluate", FINAL_MODEL, p)
-    result = evaluate_model(model, test, runtime, p.eval, p.seed)
+    result = evaluate_model(model, test, runtime, p.eval, p.seed.train)
     write_json(METRICS, result.metrics)
     write_text(PREDICTIONS, result.predictions_csv)
     with atomic_dir(PLOTS) as tmp:

@@ -23,7 +23,7 @@ def main(params: Path = PARAMS_OPTION) -> None:
     from fpnpipe.explain.report import write_report
     from fpnpipe.runtime import setup_runtime
 
-    runtime = setup_runtime(p.train, p.seed)
+    runtime = setup_runtime(p.train, p.seed.train)
     try:
         model, record = load_model_and_record(FINAL_MODEL, FINAL_RECORD, p.crop.size)
     except ExplainInputError as exc:

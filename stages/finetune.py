@@ -25,12 +25,12 @@ def main(params: Path = PARAMS_OPTION) -> None:
 
     runtime, model, extra = load_trained("finetune", PROJECTED_MODEL, p)
     loss_fn = PrototypeLoss.for_model(p.loss, model)
-    train_set = CropDataset(sets["train"], p.augment, seed=p.seed)
+    train_set = CropDataset(sets["train"], p.augment, seed=p.seed.train)
     push_set = CropDataset(sets["train"])
     val_set = CropDataset(sets["val"])
     with live_epochs(FINETUNE_LIVE) as on_epoch:
         result = run_finetune(model, loss_fn, train_set, push_set, val_set, p.finetune, p.project.batch_size,
-                              p.train, runtime, p.seed, on_epoch)
+                              p.train, runtime, p.seed.train, on_epoch)
     model.load_state_dict(result.state)
     record = describe_projection(model, push_set, result.nearest, runtime, p.project.batch_size)
     info = {"stage": "finetune", "selected_epoch": result.epoch, "val": result.val}

@@ -26,7 +26,7 @@ def main(params: Path = PARAMS_OPTION) -> None:
         sources = locate(entries, image_paths(import_rows(p.data)[0]))  # files by manifest row, not by name
     except (SchemaError, ValueError, OSError) as exc:
         fail(f"negatives: {exc}")
-    result = sample_negatives(sources, lesion_sides(crops), p.negatives, p.crop.size, p.seed, p.data.voi_window,
+    result = sample_negatives(sources, lesion_sides(crops), p.negatives, p.crop.size, p.seed.data, p.data.voi_window,
                               p.data.intensity_percentiles, p.preprocess.jobs)
     if len(result.crops) == 0:
         fail("negatives: no tissue patch could be taken from any image; see the notes in the log")

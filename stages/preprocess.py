@@ -29,7 +29,7 @@ def main(
 
     try:
         pseudonymizer = open_pseudonymizer() if p.data.pseudonymized else None
-        result = preprocess(p.data, p.crop, p.split, p.seed, p.preprocess.jobs, pseudonymizer)
+        result = preprocess(p.data, p.crop, p.split, p.seed.data, p.preprocess.jobs, pseudonymizer)
     except (ValueError, OSError) as exc:
         fail(f"preprocess: {exc}")
     rejections = result.rejections

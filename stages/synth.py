@@ -15,7 +15,7 @@ def main(params: Path = PARAMS_OPTION) -> None:
 
     out_dir = Path(p.synth.out_dir)
     try:
-        counts = write_dataset(out_dir, p.synth, p.seed)
+        counts = write_dataset(out_dir, p.synth, p.seed.data)
     except OSError as exc:
         fail(f"synth: cannot write {out_dir}: {exc}")
     summary = ", ".join(f"{label} {n}" for label, n in counts.items())

@@ -58,7 +58,7 @@ def load_trained(stage: str, path: Path, params: Params) -> tuple[Runtime, Model
     from fpnpipe.model.checkpoint import CheckpointError, load_checkpoint
     from fpnpipe.runtime import setup_runtime
 
-    runtime = setup_runtime(params.train, params.seed)
+    runtime = setup_runtime(params.train, params.seed.train)
     try:
         model, extra = load_checkpoint(path)
     except CheckpointError as exc:

@@ -23,16 +23,16 @@ def main(params: Path = PARAMS_OPTION) -> None:
     from fpnpipe.train.schedule import run_warmup
 
     try:
-        runtime = setup_runtime(p.train, p.seed)
-        model = build_model(p.model, p.prototypes, seed=p.seed)
+        runtime = setup_runtime(p.train, p.seed.train)
+        model = build_model(p.model, p.prototypes, seed=p.seed.train)
     except (ConfigError, ValueError) as exc:
         fail(f"warmup: {exc}")
     model = runtime.prepare(model)
     loss_fn = PrototypeLoss.for_model(p.loss, model)
-    train_set = CropDataset(sets["train"], p.augment, seed=p.seed)
+    train_set = CropDataset(sets["train"], p.augment, seed=p.seed.train)
     val_set = CropDataset(sets["val"])
     log.info("warmup: %d training and %d validation crops, %d epochs", len(train_set), len(val_set), p.warmup.epochs)
     with live_epochs(WARMUP_LIVE) as on_epoch:
-        run_warmup(model, loss_fn, train_set, val_set, p.warmup, p.train, runtime, p.seed, on_epoch)
+        run_warmup(model, loss_fn, train_set, val_set, p.warmup, p.train, runtime, p.seed.train, on_epoch)
     save_checkpoint(WARMUP_MODEL, model, model_config(p.model, p.prototypes), {"stage": "warmup"})
     log.info("warmup: wrote %s", WARMUP_MODEL)

@@ -153,3 +153,13 @@ def test_map_checks_name_the_key_from_a_file_before_any_stage_work(tmp_path, in_
     result = run_stage("warmup", "--params", "p.yaml")
     assert result.exit_code == 2 and "prototypes.top_k[3]" in result.output
     assert not (tmp_path / "models").exists() and not (tmp_path / "dvclive").exists()
+
+
+def test_seed_is_two_seeds_and_an_old_single_seed_says_how_to_write_it(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: {data: 3, train: 5}\n")
+    seeds = load_params(path).seed
+    assert (seeds.data, seeds.train) == (3, 5)
+    path.write_text("seed: 4\n")
+    with pytest.raises(ConfigError, match=r"seed: .*data: 4, train: 4"):
+        load_params(path)

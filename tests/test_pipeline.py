@@ -141,3 +141,27 @@ def test_killed_stage_leaves_no_output_and_reruns(repo: Path) -> None:
     out = _run(repo, "dvc", "repro", "warmup")
     assert _ran(out) == {"warmup"} and (repo / "models/warmup.pt").is_file()
     _run(repo, "git", "checkout", "params.yaml")
+
+
+def _queued_seeds(repo: Path) -> list[dict]:
+    shown = json.loads(_run(repo, "dvc", "exp", "show", "--json"))
+    return [rev["data"]["params"]["params.yaml"]["data"]["seed"]
+            for entry in shown for group in (entry.get("experiments") or []) for rev in group["revs"]]
+
+
+def test_a_training_seed_sweep_keeps_the_data_and_queues_one_experiment_per_seed(repo: Path) -> None:
+    # The README's recipe: one experiment per training seed, each with the same data seed (same phantoms,
+    # split and test set); a training-seed change leaves the data stages alone.
+    _run(repo, "dvc", "exp", "run", "--queue", "-S", "seed.train=1,2")
+    try:
+        assert sorted(s["train"] for s in _queued_seeds(repo)) == [1, 2]
+        assert {s["data"] for s in _queued_seeds(repo)} == {0}
+    finally:
+        _run(repo, "dvc", "queue", "remove", "--all")
+    write_params(repo / "params.yaml", {**TINY, "seed": {"data": 0, "train": 1}})
+    try:
+        status = _run(repo, "dvc", "status")
+        changed = set(re.findall(r"^([\w-]+):\s*$", status, flags=re.M))
+        assert "warmup" in changed and not changed & {"synth", "preprocess", "negatives"}, status
+    finally:
+        _run(repo, "git", "checkout", "params.yaml")

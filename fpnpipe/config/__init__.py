@@ -66,10 +66,29 @@ __all__ = [
 ]
 
 
+class SeedParams(Section):
+    """Two seeds, so that a sweep over training seeds keeps the data, the split and the test set fixed.
+
+    data: the synthetic phantoms (synth), the patient-level split (preprocess) and the negative patches
+    (negatives). train: initial weights, the order and class balance of each epoch, augmentation, and the
+    bootstrap resamples of the evaluation."""
+
+    data: int = Field(0, ge=0, le=2**32 - 1)
+    train: int = Field(0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_number(cls, value: object) -> object:
+        if isinstance(value, int):
+            raise ValueError(f"seed is a mapping of two seeds, e.g. seed: {{data: {value}, train: {value}}} "
+                             "(data: phantoms, split, negatives; train: weights, epoch order, augmentation)")
+        return value
+
+
 class Params(Section):
     """The whole params.yaml, one section per concern (DESIGN.md, "Params")."""
 
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    seed: SeedParams = SeedParams()
     synth: SynthParams = SynthParams()
     data: DataParams = DataParams()
     crop: CropParams = CropParams()
