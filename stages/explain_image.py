@@ -27,22 +27,30 @@ def main(
                                     dir_okay=False),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    p = start("explain-image", params)
+    # Arguments first, with the standard library only: a malformed --box or a missing file is reported at
+    # once, not after torch and the model code have loaded.
+    from fpnpipe.explain.arguments import NewImageError, check_inputs, parse_box
+
     if (box is None) == (roi is None):
         fail("explain-image: give exactly one of --box x0,y0,x1,y1 or --roi MASK", code=2)
+    try:
+        lesion_box = parse_box(box) if box is not None else None
+    except NewImageError as exc:
+        fail(f"explain-image: {exc}", code=2)
+    try:
+        check_inputs(image, roi, model_path)
+    except NewImageError as exc:
+        fail(f"explain-image: {exc}")
+    p = start("explain-image", params)
 
     from fpnpipe.explain.cases import explain_images
     from fpnpipe.explain.consistency import ExplainInputError, load_model_and_record
     from fpnpipe.explain.drawing import activation_scale
     from fpnpipe.explain.figures import case_figure, save_figure
-    from fpnpipe.explain.single import NewImageError, crop_new_image, parse_box
+    from fpnpipe.explain.single import crop_new_image
     from fpnpipe.explain.text import probability_table, safe_name
     from fpnpipe.model.build import prototype_network
 
-    try:
-        lesion_box = parse_box(box) if box is not None else None
-    except NewImageError as exc:
-        fail(f"explain-image: {exc}", code=2)
     try:
         model, record = load_model_and_record(model_path, record_path, p.crop.size)
     except ExplainInputError as exc:

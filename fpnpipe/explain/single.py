@@ -9,7 +9,6 @@ another size, an empty mask, an unreadable or constant file, a crop mostly outsi
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,28 +16,8 @@ import numpy as np
 from fpnpipe.config import CropParams
 from fpnpipe.data.images import ImageReadError
 from fpnpipe.data.lesion_crops import Annotation, CropRefused, crop_lesion, load_image, read_named_mask
-from fpnpipe.data.records import Box
+from fpnpipe.explain.arguments import Box, NewImageError
 from fpnpipe.reasons import reveal
-
-
-class NewImageError(ValueError):
-    """The new image, its box or its mask cannot be used; the message names the file and the reason."""
-
-
-def parse_box(text: str) -> Box:
-    """'x0,y0,x1,y1' (image pixels, x = column, y = row) -> a box; NewImageError if it is not four finite
-    numbers with x1 > x0 and y1 > y0."""
-    parts = [part.strip() for part in text.split(",")]
-    try:
-        values = [float(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise NewImageError(f"--box must be four numbers x0,y0,x1,y1 (image pixels), got {text!r}")
-    x0, y0, x1, y1 = values
-    if x1 <= x0 or y1 <= y0:
-        raise NewImageError(f"--box {text!r}: x1 must exceed x0 and y1 must exceed y0")
-    return x0, y0, x1, y1
 
 
 def crop_new_image(
