@@ -5,6 +5,7 @@ from pathlib import Path
 
 CROPS = Path("data/processed/crops.h5")
 IMAGES = Path("data/processed/images.json")
+THUMBNAILS = Path("data/processed/thumbnails.h5")
 NEGATIVES = Path("data/processed/negatives.h5")
 PREPROCESS_REPORT = Path("reports/preprocess.json")
 NEGATIVES_REPORT = Path("reports/negatives.json")
