@@ -163,5 +163,11 @@ def test_black_box_gets_a_page_without_figures(in_tmp: Path, run_stage) -> None:
     assert len(doc["cases"]) == 3 and all(c["figure"] is None and c["rows"] == [] for c in doc["cases"])
     assert doc["gallery"] == [] and "no prototypes" in doc["note"]
     page = (out / "index.html").read_text()
-    assert "has no prototypes" in page and "<img" not in page
+    assert "has no prototypes" in page
     assert not (out / "cases").exists() or not any((out / "cases").iterdir())
+    # Every test crop is still listed, as its crop alone (no prototype, no activation).
+    assert len(doc["crops"]) == 12 and all(c["rows"] == [] for c in doc["crops"])
+    for crop in doc["crops"]:
+        with Image.open(out / crop["strip"]) as img:
+            assert img.size == (SIZE * 5, SIZE * 5)  # one panel: the 32 px crop enlarged 5 x to >= 160 px
+    assert set(re.findall(r'<img[^>]* src="([^"]*)"', page)) == {c["strip"] for c in doc["crops"]}

@@ -19,6 +19,7 @@ Byte-stable like the crops files.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def read_thumbnails(path: str | Path) -> dict[str, Thumbnail]:
     return out
 
 
-def source_image_id(crop_id: str, known: set[str] | dict[str, Thumbnail]) -> str | None:
+def source_image_id(crop_id: str, known: Collection[str]) -> str | None:
     """The id of the image a crop was cut from: the crop's own id when it names an image (one lesion per image),
     else the part before its last '#' (preprocess names the lesions of a multi-lesion image '<image>#<k>',
     negatives its patches '<image>#neg<k>'); None when neither is a known image."""
