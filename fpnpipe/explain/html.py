@@ -251,7 +251,8 @@ def _with_ci(point: Any, ci: Mapping[str, Any] | None) -> str:
 def _results(metrics: Mapping[str, Any] | None) -> str:
     """The headline test metrics as a small table (reports/metrics.json keys), or a pointer to evaluate."""
     if metrics is None:
-        return "<p class=\"note\">No test metrics: reports/metrics.json was not found (run the evaluate stage).</p>"
+        return ("<p class=\"note\" id=\"results\">No test metrics: reports/metrics.json was not found (run the "
+                "evaluate stage).</p>")
     auroc, ci = metrics.get("auroc") or {}, metrics.get("auroc_ci95") or {}
     detection = metrics.get("detection") or {}
     rows = [(f"Margin AUROC among test lesions, {name} (95% CI)", _with_ci(auroc.get(name), ci.get(name)))

@@ -122,7 +122,7 @@ def draw_scale_bar(panel: np.ndarray, mm_per_px: float) -> float | None:
     draw.rectangle((x0 - 1, y1 - 5, x0 + px, y1 + 1), fill=(0, 0, 0))
     draw.rectangle((x0, y1 - 4, x0 + px - 1, y1), fill=(255, 255, 255))
     label = f"{length:g} mm"
-    font = ImageFont.load_default(size=max(10, h // 14))
+    font = ImageFont.load_default(size=max(11, h // 11))
     draw.text((x0, y1 - 7), label, fill=(255, 255, 255), font=font, anchor="ld", stroke_width=2,
               stroke_fill=(0, 0, 0))
     panel[...] = np.asarray(image)

@@ -5,7 +5,6 @@ renderings of the pipeline's plots (training curves, ROC curves, confusion matri
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +28,11 @@ from fpnpipe.explain.plots import Series, confusion_figure, roc_figure, training
 from fpnpipe.explain.prototype_entries import write_prototype_entries
 from fpnpipe.explain.text import safe_name
 from fpnpipe.inference import predict
+from fpnpipe.log import progress
 from fpnpipe.metrics.warnings import metric_warnings
 from fpnpipe.model.base import ClassifierNet
 from fpnpipe.model.build import prototype_network
 from fpnpipe.runtime import Runtime
-
-log = logging.getLogger(__name__)
 
 SELECTION = (
     "Cases are chosen deterministically from the test split: one case per true class in turn, each class "
@@ -95,13 +93,14 @@ def write_plots(folder: Path, inputs: ReportInputs, dpi: int) -> list[dict[str, 
     return entries
 
 
-def _figures(folder: Path, chosen: list[CaseExplanation], record: ProjectionRecord, scale: ActivationScale,
-             dpi: int) -> list[dict[str, Any]]:
+def _figures(folder: Path, chosen: list[CaseExplanation], crops: list[dict[str, Any]], rois: list[np.ndarray],
+             record: ProjectionRecord, scale: ActivationScale, dpi: int) -> list[dict[str, Any]]:
+    """The Figure 3 of each chosen case (with its crop's ROI outline and scale, from `crops` / `rois`)."""
     digits = max(2, len(str(len(chosen))))  # numbered so that the files sort in the page's order
     entries = []
-    for k, case in enumerate(chosen, start=1):
+    for k, (case, crop, roi) in enumerate(zip(chosen, crops, rois, strict=True), start=1):
         name = f"cases/{k:0{digits}d}_{safe_name(case.image_id)}.png"
-        save_figure(case_figure(case, record, scale, dpi), folder / name)
+        save_figure(case_figure(case, record, scale, dpi, roi=roi, mm_per_pixel=crop["mm_per_pixel"]), folder / name)
         entries.append(case_record(case, name))
     return entries
 
@@ -124,20 +123,23 @@ def write_report(
     chosen_cases: dict[int, CaseExplanation] = {}
     crops: list[dict[str, Any]] = []
     digits = max(3, len(str(len(test))))
-    for start in range(0, len(test), params.batch_size):
-        rows = np.arange(start, min(start + params.batch_size, len(test)))
-        cases = explain_images(model, test.images[rows], test.image_id[rows].tolist(),
-                               [int(v) for v in labels[rows]], params.top_prototypes)
-        for row, case in zip(rows.tolist(), cases, strict=True):
-            if row in case_number:
-                chosen_cases[row] = case
-            crops.append(write_crop_entry(folder, case, row + 1, digits, row, test.roi[row], test.source_box[row],
-                                          images, scale, None, case_number.get(row)))
-        log.info("explain: %d of %d test crops", len(crops), len(test))
+    with progress() as bar:
+        task = bar.add_task("explain: test crops", total=len(test))
+        for start in range(0, len(test), params.batch_size):
+            rows = np.arange(start, min(start + params.batch_size, len(test)))
+            cases = explain_images(model, test.images[rows], test.image_id[rows].tolist(),
+                                   [int(v) for v in labels[rows]], params.top_prototypes)
+            for row, case in zip(rows.tolist(), cases, strict=True):
+                if row in case_number:
+                    chosen_cases[row] = case
+                crops.append(write_crop_entry(folder, case, row + 1, digits, row, test.roi[row],
+                                              test.source_box[row], images, scale, None, case_number.get(row)))
+                bar.advance(task)
     gallery: list[dict[str, Any]] = []
     prototypes: list[dict[str, Any]] = []
     if scale is not None and record is not None:
-        entries = _figures(folder, [chosen_cases[row] for row in chosen], record, scale, params.dpi)
+        entries = _figures(folder, [chosen_cases[row] for row in chosen], [crops[row] for row in chosen],
+                           [test.roi[row] for row in chosen], record, scale, params.dpi)
         for entry, row in zip(entries, chosen, strict=True):
             crops[row]["figure"] = entry["figure"]
         for level in gallery_levels(record):
