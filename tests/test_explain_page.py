@@ -119,31 +119,18 @@ def test_page_opens_from_the_file_system_with_every_image_loaded(in_tmp: Path, r
         browser.quit()
 
 
-def test_plots_and_mammograms_render_with_the_network_off(tmp_path: Path) -> None:
+def test_plots_and_mammograms_render_with_the_network_off(report: Path) -> None:
     """The report of a world with DVCLive curves, evaluate's plot files and thumbnails, opened in Chromium
     with the network disabled: the plots load and are not blank, the crop box sits on its mammogram, and a
     case row's prototype link leads to that prototype's entry."""
     browser = _browser_or_skip()
     import io
-    import os
 
     from PIL import Image
-    from typer.testing import CliRunner
-
-    from stages.cli import build_app
-    from tests.test_explain_report import build_report_world
 
     try:
         browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
-        build_report_world(tmp_path, explain={"n_cases": 4, "dpi": 50})
-        old = Path.cwd()
-        os.chdir(tmp_path)
-        try:
-            result = CliRunner().invoke(build_app(), ["explain", "--params", "params.yaml"], catch_exceptions=False)
-        finally:
-            os.chdir(old)
-        assert result.exit_code == 0, result.output
-        out = tmp_path / "reports/explanations"
+        out = report
         doc = json.loads((out / "cases.json").read_text())
         browser.set_page_load_timeout(30)
         browser.get((out / "index.html").as_uri())

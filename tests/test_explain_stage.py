@@ -133,6 +133,9 @@ def test_explain_writes_figures_gallery_page_and_cases_json(world: Path, run_sta
     for ref in [c["figure"] for c in cases] + [g["figure"] for g in doc["gallery"]]:
         assert f'src="{ref}"' in page
     assert not list(out.parent.glob(".explanations*"))  # the atomic directory left nothing behind
+    # Without thumbnails, DVCLive curves or evaluate's plot files the page still works and says what is missing.
+    assert doc["plots"] == [] and all(c["source"] is None and c["scale_bar_mm"] is None for c in doc["crops"])
+    assert "No plot inputs were found" in page and "pixel spacing unknown" in page
 
 
 def test_explain_fails_clearly_without_a_record(world: Path, run_stage) -> None:
