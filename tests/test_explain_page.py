@@ -32,12 +32,13 @@ def test_page_escapes_ids_links_relatively_and_loads_nothing_from_outside() -> N
     cases = [_case('x"><script>alert(1)</script>', "negative", "negative", "cases/01_x.png"),
              _case("b", "spiculated", "negative", "cases/02_b.png")]
     page = render_index(report_document("fpn_iaiabl", 8, 10, "how <chosen>", None, cases,
-                                        [{"level": 3, "figure": "gallery_level_3.png"}]))
+                                        [{"level": 3, "figure": "gallery_level_3.png"}],
+                                        links=[{"href": "../compare/index.html", "title": "baselines"}]))
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "how &lt;chosen&gt;" in page
     refs = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert set(refs) - {"#results", "#plots", "#cases", "#crops", "#gallery"} == {
-        "cases/01_x.png", "cases/02_b.png", "gallery_level_3.png", "#level-3"}
+        "cases/01_x.png", "cases/02_b.png", "gallery_level_3.png", "#level-3", "../compare/index.html"}
     assert not re.search(r"https?:|//|<link|@import|url\(", page.replace("<!DOCTYPE html>", ""))
     assert page.count('<article class="case"') == 2
     assert 'data-true="spiculated" data-predicted="negative" data-outcome="wrong"' in page

@@ -216,14 +216,14 @@ def report_document(
     cases: Sequence[Mapping[str, Any]], gallery: Sequence[Mapping[str, Any]],
     metrics: Mapping[str, Any] | None = None, warnings: Sequence[str] = (), *,
     crops: Sequence[Mapping[str, Any]] = (), prototypes: Sequence[Mapping[str, Any]] = (),
-    plots: Sequence[Mapping[str, Any]] = (),
+    plots: Sequence[Mapping[str, Any]] = (), links: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """The content of cases.json, from which the page is rendered: the model, the test split's size, how the
     cases were chosen, a note (or None), the case entries (fpnpipe.explain.cases.case_record), the gallery
     figures ({"level", "figure"}, paths relative to the page), the test metrics (reports/metrics.json, or
     None when evaluate has not run) and the warnings read off them (fpnpipe.metrics.warnings); every test crop's
-    entry (fpnpipe.explain.browse), every prototype's entry (fpnpipe.explain.prototype_entries) and the plot
-    figures ({"title", "figure", "source"})."""
+    entry (fpnpipe.explain.browse), every prototype's entry (fpnpipe.explain.prototype_entries), the plot
+    figures ({"title", "figure", "source"}) and extra links for the top of the page ({"href", "title"})."""
     return {
         "model": {"arch": arch, "n_prototypes": int(n_prototypes)},
         "n_test": int(n_test),
@@ -236,6 +236,7 @@ def report_document(
         "crops": list(crops),
         "prototypes": list(prototypes),
         "plots": list(plots),
+        "links": [dict(link) for link in links],
     }
 
 
@@ -278,9 +279,19 @@ def _results(metrics: Mapping[str, Any] | None) -> str:
             f'<table class="results">{body}</table>{notes}</section>')
 
 
-_TOC = ('<p>Sections: <a href="#results">test results</a> &middot; <a href="#plots">plots</a> &middot; '
-        '<a href="#cases">explained cases</a> &middot; <a href="#crops">every test crop</a> &middot; '
-        '<a href="#gallery">prototypes</a></p>')
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("#results", "test results"), ("#plots", "plots"), ("#cases", "explained cases"), ("#crops", "every test crop"),
+    ("#gallery", "prototypes"),
+)
+"""The page's own sections, linked at its top (href, title)."""
+
+
+def _toc(links: Sequence[Mapping[str, str]]) -> str:
+    """The links at the top: the page's sections, then `links` ({"href", "title"}, relative, e.g. another report
+    of the pipeline such as a comparison with baselines)."""
+    items = [f'<a href="{_esc(h)}">{_esc(t)}</a>' for h, t in SECTIONS]
+    items += [f'<a href="{_esc(link["href"])}">{_esc(link["title"])}</a>' for link in links]
+    return f'<p>Sections: {" &middot; ".join(items)}</p>'
 
 
 def _plots(plots: Sequence[Mapping[str, Any]]) -> str:
@@ -417,7 +428,7 @@ def render_index(document: Mapping[str, Any]) -> str:
         class_options=_class_options(),
         cases=body or "<p>No cases were explained (explain.n_cases is 0).</p>",
         gallery=_gallery(document["gallery"]),
-        toc=_TOC,
+        toc=_toc(document.get("links") or ()),
         plots=_plots(document.get("plots") or ()),
         crops=_crops(document.get("crops") or (), n_prototypes > 0),
         prototypes=_prototypes(document.get("prototypes") or ()),
