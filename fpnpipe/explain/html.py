@@ -58,7 +58,7 @@ table.crops th, table.prototypes th { background: #f4f6f8; position: sticky; top
 tr.crop[data-outcome="wrong"] td.outcome { color: #c62828; font-weight: 700; }
 tr.crop[data-outcome="correct"] td.outcome { color: #2e7d32; font-weight: 700; }
 tr.crop img, tr.prototype img { border: 0; image-rendering: pixelated; }
-img.strip { height: 8em; width: auto; max-width: none; }
+img.strip { height: 12em; width: auto; max-width: none; }
 .thumb { position: relative; display: inline-block; line-height: 0; }
 .thumb img { height: 10em; width: auto; max-width: none; image-rendering: auto; }
 .thumb .box { position: absolute; border: 2px solid #00e5ff; box-sizing: border-box; min-width: 4px;
