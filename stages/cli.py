@@ -22,8 +22,10 @@ STAGES: dict[str, str] = {
     "evaluate": "stages.evaluate",
     "explain": "stages.explain",
     "explain-image": "stages.explain_image",
+    "show": "stages.show",
 }
-"""Command name -> its module (imported by name, on demand)."""
+"""Command name -> its module (imported by name, on demand). explain-image and show are not pipeline
+stages: dvc.yaml runs neither."""
 
 HELP = ("FPN-IAIA-BL pipeline stages. Each command reads params.yaml, validates it, and writes its outputs "
         "atomically. dvc.yaml runs them in order; run one by hand with `python -m stages NAME`.")

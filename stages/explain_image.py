@@ -27,22 +27,30 @@ def main(
                                     dir_okay=False),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    p = start("explain-image", params)
+    # Arguments first, with the standard library only: a malformed --box or a missing file is reported at
+    # once, not after torch and the model code have loaded.
+    from fpnpipe.explain.arguments import NewImageError, check_inputs, parse_box
+
     if (box is None) == (roi is None):
         fail("explain-image: give exactly one of --box x0,y0,x1,y1 or --roi MASK", code=2)
+    try:
+        lesion_box = parse_box(box) if box is not None else None
+    except NewImageError as exc:
+        fail(f"explain-image: {exc}", code=2)
+    try:
+        check_inputs(image, roi, model_path)
+    except NewImageError as exc:
+        fail(f"explain-image: {exc}")
+    p = start("explain-image", params)
 
     from fpnpipe.explain.cases import explain_images
     from fpnpipe.explain.consistency import ExplainInputError, load_model_and_record
     from fpnpipe.explain.drawing import activation_scale
     from fpnpipe.explain.figures import case_figure, save_figure
-    from fpnpipe.explain.single import NewImageError, crop_new_image, parse_box
+    from fpnpipe.explain.single import crop_new_lesion
     from fpnpipe.explain.text import probability_table, safe_name
     from fpnpipe.model.build import prototype_network
 
-    try:
-        lesion_box = parse_box(box) if box is not None else None
-    except NewImageError as exc:
-        fail(f"explain-image: {exc}", code=2)
     try:
         model, record = load_model_and_record(model_path, record_path, p.crop.size)
     except ExplainInputError as exc:
@@ -52,8 +60,8 @@ def main(
                     "against the model's training crops", model_path, record_path)
 
     try:
-        crop = crop_new_image(image, p.crop, p.data.voi_window, p.data.intensity_percentiles,
-                              box=lesion_box, roi=roi)
+        lesion, mm_per_pixel = crop_new_lesion(image, p.crop, p.data.voi_window, p.data.intensity_percentiles,
+                                               box=lesion_box, roi=roi)
     except NewImageError as exc:
         fail(f"explain-image: {exc}")
     if p.data.pseudonymized:  # the figure title and file name would otherwise quote the file name
@@ -62,7 +70,7 @@ def main(
         case_id = stem = file_pseudonym(image)
     else:
         case_id, stem = image.name, safe_name(image.stem)
-    case = explain_images(model, crop[None], [case_id], [None], p.explain.top_prototypes)[0]
+    case = explain_images(model, lesion.image[None], [case_id], [None], p.explain.top_prototypes)[0]
     typer.echo(probability_table(case.probabilities))
     net = prototype_network(model)
     if not case.rows or record is None or net is None:
@@ -70,6 +78,6 @@ def main(
         return
     target = out if out is not None else OUT_DIR / f"{stem}.png"
     scale = activation_scale(net.prototype_layer.similarity, record.self_activation)
-    save_figure(case_figure(case, record, scale, p.explain.dpi), target)
+    save_figure(case_figure(case, record, scale, p.explain.dpi, roi=lesion.roi, mm_per_pixel=mm_per_pixel), target)
     typer.echo(f"figure: {target}")
     log.info("explain-image: wrote %s", target)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 CROPS = Path("data/processed/crops.h5")
 IMAGES = Path("data/processed/images.json")
+THUMBNAILS = Path("data/processed/thumbnails.h5")
 NEGATIVES = Path("data/processed/negatives.h5")
 PREPROCESS_REPORT = Path("reports/preprocess.json")
 NEGATIVES_REPORT = Path("reports/negatives.json")
@@ -20,4 +21,5 @@ FINETUNE_LIVE = Path("dvclive/finetune")
 METRICS = Path("reports/metrics.json")
 PREDICTIONS = Path("reports/predictions.csv")
 PLOTS = Path("reports/plots")
+ACTIVATION_MAPS = Path("reports/activation_maps.npz")
 EXPLANATIONS = Path("reports/explanations")

@@ -1,5 +1,6 @@
 """DICOM + manifest (synthetic, CBIS-DDSM or generic CSV) -> lesion crops with fine annotations and a
-patient-level split: data/processed/crops.h5, data/processed/images.json, reports/preprocess.json.
+patient-level split: data/processed/crops.h5, data/processed/images.json, a small thumbnail of every image
+with its pixel spacing (data/processed/thumbnails.h5, for the report), reports/preprocess.json.
 Rejected rows are reported with their reason and the others go on (--strict: any rejection is fatal)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 import typer
 
 from stages.common import PARAMS_OPTION, fail, log, start
-from stages.paths import CROPS, IMAGES
+from stages.paths import CROPS, IMAGES, THUMBNAILS
 from stages.paths import PREPROCESS_REPORT as REPORT
 
 
@@ -26,6 +27,7 @@ def main(
     from fpnpipe.data.preprocess import preprocess
     from fpnpipe.data.pseudonym import MAPPING_FILE, open_pseudonymizer, write_mapping
     from fpnpipe.data.schema import SPLITS, write_crops
+    from fpnpipe.data.thumbnails import write_thumbnails
 
     try:
         pseudonymizer = open_pseudonymizer() if p.data.pseudonymized else None
@@ -52,5 +54,6 @@ def main(
         log.warning("no training crops for class(es) %s", ", ".join(missing))
     write_crops(CROPS, result.crops)
     write_image_table(IMAGES, result.entries)
+    write_thumbnails(THUMBNAILS, result.thumbnails)
     log.info("preprocess: %d crops -> %s (%s)", len(result.crops), CROPS,
              ", ".join(f"{s}: {sum(result.counts[s].values())}" for s in SPLITS))

@@ -52,3 +52,30 @@ def run_stage() -> Callable[..., object]:
         return runner.invoke(build_app(), list(args), catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def report_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests.test_explain_report.build_report_world with the explain stage run in it, once per session (the
+    report tests and the browser test only read it): returns the world's root."""
+    from typer.testing import CliRunner
+
+    from stages.cli import build_app
+    from tests.test_explain_report import build_report_world
+
+    root = tmp_path_factory.mktemp("report_world")
+    build_report_world(root, explain={"n_cases": 4, "top_prototypes": 2, "dpi": 50})
+    old = Path.cwd()
+    os.chdir(root)
+    try:
+        result = CliRunner().invoke(build_app(), ["explain", "--params", "params.yaml"], catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def report(report_world: Path) -> Path:
+    """The report folder of `report_world`."""
+    return report_world / "reports/explanations"

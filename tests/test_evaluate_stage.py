@@ -94,3 +94,74 @@ def test_explain_page_shows_results_and_warnings(world: Path, run_stage) -> None
     assert document["warnings"], document["warnings"]
     for warning in document["warnings"]:
         assert warning.split(":")[0].replace("'", "&#x27;") in page
+
+
+def _upsample(maps: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling (N, h, w) -> (N, size, size) with pixel centres aligned (align_corners=False),
+    written out in numpy: output pixel o samples input coordinate (o + 0.5) * h / size - 0.5, clamped at 0.
+    In float32, interpolating along columns first, as PyTorch does (evaluate uses it)."""
+
+    def axis(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.maximum((np.arange(size, dtype=np.float32) + np.float32(0.5)) * np.float32(n / size)
+                         - np.float32(0.5), np.float32(0))
+        lo = np.floor(src).astype(int)
+        return lo, np.minimum(lo + 1, n - 1), (src - lo).astype(np.float32)
+
+    maps = maps.astype(np.float32)
+    (r0, r1, wr), (c0, c1, wc) = axis(maps.shape[1]), axis(maps.shape[2])
+    cols = maps[:, :, c0] * (1 - wc) + maps[:, :, c1] * wc  # (N, h, size)
+    return (cols[:, r0, :] * (1 - wr)[:, None] + cols[:, r1, :] * wr[:, None]).astype(np.float64)
+
+
+def test_activation_metrics_recomputed_from_the_saved_maps_with_numpy(world: Path, run_stage) -> None:
+    assert run_stage("evaluate", "--params", "params.yaml").exit_code == 0
+    metrics = json.loads((world / "reports/metrics.json").read_text())
+    saved = np.load(world / "reports/activation_maps.npz")  # no pickle needed
+    size, pct = int(saved["crop_size"]), float(saved["percentile"])
+    crops = read_crops(world / "data/processed/crops.h5").in_split("test")
+    # The crops are the test lesion crops, in test order; their masks are the crops file's.
+    lesion = crops.label != NEGATIVE_INDEX
+    assert saved["image_id"].tolist() == crops.image_id[lesion].tolist()
+    np.testing.assert_array_equal(saved["fine"], crops.fine[lesion])
+    precision: dict[int, list[float]] = {}
+    area: dict[int, list[float]] = {}
+    for level in (2, 3, 4, 5):
+        maps, crop, proto = (saved[f"level_{level}_{k}"] for k in ("maps", "crop", "prototype"))
+        assert (saved["prototype_class"][proto] == saved["label"][crop]).all()  # own-class pairs only
+        up = _upsample(maps, size)
+        flat = up.reshape(len(up), -1)
+        kept = flat >= np.percentile(flat, pct, axis=1)[:, None]
+        fine = saved["fine"][crop].reshape(len(up), -1).astype(bool)
+        annotated = saved["has_fine"][crop]
+        precision[level] = ((kept & fine).sum(1) / kept.sum(1))[annotated].tolist()
+        scaled = (flat - flat.min(1, keepdims=True)) / (flat.max(1, keepdims=True) - flat.min(1, keepdims=True))
+        area[level] = (scaled >= 0.5).mean(1).tolist()
+    every = sum(precision.values(), [])
+    # The upsampled maps agree to 5e-7; on 32 px crops whose coarse maps (2 x 2 cells) upsample to plateaus,
+    # that moves pixels tied with the 95th percentile (here by 1.6e-4 on the average): 1e-3 of slack.
+    assert metrics["activation_precision"]["average"] == pytest.approx(np.mean(every), abs=1e-3)
+    assert metrics["activation_area"]["average"] == pytest.approx(np.mean(sum(area.values(), [])), abs=1e-3)
+    for level in (2, 3, 4, 5):
+        assert metrics["activation_precision"][f"level_{level}"] == pytest.approx(np.mean(precision[level]), abs=1e-3)
+    assert metrics["activation_precision"]["n_pairs"] == len(every)
+
+
+def test_without_fine_annotations_area_is_reported_and_precision_says_why(world: Path, run_stage, caplog) -> None:
+    path = world / "data/processed/crops.h5"
+    crops = read_crops(path)
+    write_crops(path, type(crops)(**{**crops.__dict__, "fine": np.zeros_like(crops.fine),
+                                     "has_fine": np.zeros_like(crops.has_fine)}))
+    with caplog.at_level("WARNING", logger="fpnpipe"):
+        assert run_stage("evaluate", "--params", "params.yaml").exit_code == 0
+    metrics = json.loads((world / "reports/metrics.json").read_text())
+    n_lesions = metrics["n_test_lesions"]
+    precision, area = metrics["activation_precision"], metrics["activation_area"]
+    assert precision["n_annotated"] == 0 and precision["n_pairs"] == 0 and precision["average"] is None
+    # one prototype per class and level: every test lesion crop counts once per level
+    assert area["n_crops"] == n_lesions and area["n_pairs"] == 4 * n_lesions
+    assert all(0 < area[f"level_{lv}"] <= 1 for lv in (2, 3, 4, 5))
+    note = metrics["notes"]["activation_precision"]
+    assert f"none of the {n_lesions} test lesion crops has a fine annotation" in note
+    assert note in caplog.text
+    saved = np.load(world / "reports/activation_maps.npz")
+    assert not saved["has_fine"].any() and len(saved["level_2_maps"]) == n_lesions

@@ -134,3 +134,23 @@ def test_panels_grow_so_that_every_crop_pixel_gets_a_screen_pixel(explained) -> 
         for ax in fig.axes:
             if ax.get_label() != "colorbar":
                 assert _inches(fig, ax) == pytest.approx((side, side), abs=1e-6)
+
+
+def test_panel_a_shows_the_roi_outline_and_a_scale_bar(explained) -> None:
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    record, cases, scale = explained
+    roi = np.zeros((SIZE, SIZE), bool)
+    roi[10:20, 12:22] = True
+    fig = case_figure(cases[0], record, scale, roi=roi, mm_per_pixel=0.05)
+    for r in range(len(cases[0].rows)):
+        ax = next(a for a in fig.axes if a.get_label() == f"a{r}")
+        (contour,) = [c for c in ax.get_children() if type(c).__name__ == "QuadContourSet"]
+        xs, ys = np.concatenate([p.vertices for p in contour.get_paths()]).T
+        assert xs.min() == pytest.approx(11.5, abs=0.51) and xs.max() == pytest.approx(21.5, abs=0.51)
+        (bar,) = [c for c in ax.get_children() if isinstance(c, AnchoredSizeBar)]
+        # 32 px crops at 0.05 mm per pixel: at most a third of 1.6 mm fits, so the bar is 0.5 mm (10 px)
+        assert bar.txt_label.get_text() == "0.5 mm"
+    bare = case_figure(cases[0], record, scale)
+    ax = next(a for a in bare.axes if a.get_label() == "a0")
+    assert not [c for c in ax.get_children() if isinstance(c, AnchoredSizeBar)]

@@ -3,8 +3,11 @@ is written; bad input stops with a message that names the problem."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,9 @@ from fpnpipe.data.dicom_write import write_dicom
 from fpnpipe.data.images import read_image, read_mask
 from fpnpipe.data.intensity import normalize_intensity
 from fpnpipe.data.pseudonym import read_mapping
+from fpnpipe.explain.arguments import NewImageError, parse_box
 from fpnpipe.explain.figures import CaseLayout
-from fpnpipe.explain.single import NewImageError, crop_new_image, parse_box
+from fpnpipe.explain.single import crop_new_image
 from fpnpipe.model.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import write_params
 from tests.test_explain_stage import SIZE, build_world, tiny_model
@@ -158,3 +162,27 @@ def test_parse_box() -> None:
     for bad in ("1,2,3", "a,b,c,d", "5,5,5,10", "1,2,nan,4"):
         with pytest.raises(NewImageError):
             parse_box(bad)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("new case.dcm", "--box", "1,1,20"), 2, "--box must be four numbers"),
+        (("new case.dcm", "--box", "5,5,1,10"), 2, "x1 must exceed x0"),
+        (("absent.dcm", "--box", "1,1,20,20"), 1, "absent.dcm: file not found"),
+        (("new case.dcm", "--roi", "absent.png"), 1, "ROI mask absent.png: file not found"),
+        (("new case.dcm", "--box", "1,1,20,20", "--model", "absent.pt"), 1, "absent.pt: model checkpoint not found"),
+    ],
+)
+def test_arguments_are_checked_before_torch_is_imported(case_files: Path, args, code, message) -> None:
+    """The command runs in a fresh interpreter; after the error, torch must not have been imported."""
+    probe = ("import sys\nfrom stages.cli import main\nsys.argv = ['fpnpipe', 'explain-image', *sys.argv[1:]]\n"
+             "try:\n    main()\nexcept SystemExit as exc:\n    print('exit', exc.code)\n"
+             "print('torch imported:', 'torch' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-c", probe, *args, "--params", "params.yaml"], capture_output=True,
+                            text=True, env=env, timeout=120)
+    out = _flat(result.stdout + result.stderr)
+    assert f"exit {code}" in out and message in out, out
+    assert "torch imported: False" in out
+    assert not (case_files / "reports/explain-image").exists()

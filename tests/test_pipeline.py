@@ -87,9 +87,16 @@ def test_repro_runs_every_stage_then_nothing(repo: Path) -> None:
             assert {"images", "fine", "has_fine", "roi", "label", "split", "patient_id", "image_id"} <= set(f)
             assert f.attrs["schema_version"] == 1 and f.attrs["crop_size"] == 32
     metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics["auroc"]) == {"circumscribed", "indistinct", "spiculated", "negative", "average"}
+    assert set(metrics["auroc"]) == {"circumscribed", "indistinct", "spiculated", "average"}  # DESIGN.md
     assert {"accuracy", "balanced_accuracy", "n_test", "auroc_ci95", "activation_precision"} <= set(metrics)
+    assert metrics["activation_area"]["n_crops"] == metrics["n_test_lesions"]
     assert (repo / "models/final_prototypes.h5").is_file()
+    # The report's inputs and its offline renderings of every DVC plot.
+    for path in ("data/processed/thumbnails.h5", "reports/activation_maps.npz", "reports/explanations/plots/roc.png",
+                 "reports/explanations/plots/confusion.png", "reports/explanations/plots/training_warmup.png",
+                 "reports/explanations/plots/training_finetune.png"):
+        assert (repo / path).is_file(), path
+    _run(repo, "git", "check-ignore", "-q", "reports/activation_maps.npz")  # DVC-cached, not in git
     second = _run(repo, "dvc", "repro")
     assert _ran(second) == set(), second
     _run(repo, "git", "add", "-A")

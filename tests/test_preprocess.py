@@ -19,7 +19,9 @@ from pydicom.uid import JPEGBaseline8Bit
 from fpnpipe.classes import CLASSES, NEGATIVE_INDEX
 from fpnpipe.data.dicom_write import Identity, write_dicom
 from fpnpipe.data.image_table import read_image_table
+from fpnpipe.data.lesion_crops import load_image
 from fpnpipe.data.schema import read_crops
+from fpnpipe.data.thumbnails import read_thumbnails, source_image_id
 from tests.conftest import write_params
 
 H, W = 160, 128
@@ -65,8 +67,8 @@ def dataset(in_tmp: Path) -> Path:
     for i, label in enumerate(["circumscribed", "indistinct", "spiculated"] * 3):
         p = image(f"good{i}", i, (50, 80, 12), photometric="MONOCHROME1" if i == 4 else "MONOCHROME2")
         row(image_path=p, patient_id=f"P{i}", label=label, roi_mask_path=mask(f"good{i}_roi", _disc(50, 80, 12)))
-    row(image_path=image("boxed", 20, (40, 60, 10)), patient_id="PB", label="Spiculated", x0="30", y0="50", x1="51",
-        y1="71")
+    row(image_path=image("boxed", 20, (40, 60, 10), pixel_spacing_mm=0.07), patient_id="PB", label="Spiculated",
+        x0="30", y0="50", x1="51", y1="71")
     row(image_path=image("circled", 21, (40, 60, 10)), patient_id="PC", label="ILL_DEFINED", cx="40", cy="60",
         radius="10")
     two = image("two", 22, (30, 40, 8))
@@ -199,7 +201,8 @@ def test_outputs_byte_stable_and_independent_of_jobs(dataset, run_stage):
         params = write_params(Path("p.yaml"), {"data": {"source": "manifest", "manifest": "raw/manifest.csv"},
                                                 "crop": {"size": 32}, "preprocess": {"jobs": jobs}})
         assert run_stage("preprocess", "--params", str(params)).exit_code == 0
-        digests.append(hashlib.sha256(Path("data/processed/crops.h5").read_bytes()).hexdigest())
+        digests.append([hashlib.sha256(Path(f"data/processed/{name}").read_bytes()).hexdigest()
+                        for name in ("crops.h5", "thumbnails.h5")])
     assert digests[0] == digests[1] == digests[2]
 
 
@@ -236,3 +239,20 @@ def test_negatives_inside_breast_away_from_lesions_split_inherited(dataset, run_
         assert np.mean(neg.images[k] > 0.1) > 0.9
     normals = [i for i in neg.image_id if i.startswith("img/normal")]
     assert len(normals) == 9  # 3 per normal image
+
+
+def test_thumbnail_and_pixel_spacing_of_every_accepted_image(dataset, run_stage):
+    assert run_stage("preprocess", "--params", "params.yaml").exit_code == 0
+    thumbnails = read_thumbnails("data/processed/thumbnails.h5")
+    table = {e.image_id: e for e in read_image_table("data/processed/images.json")}
+    assert set(thumbnails) == set(table)
+    for image_id, thumb in thumbnails.items():
+        assert thumb.source_shape == tuple(table[image_id].shape) == (H, W)
+        assert thumb.pixels.shape == (H, W)  # smaller than 256 px: never enlarged, so pixel for pixel
+    # The thumbnail is the normalised image the crops were cut from, in 8 bits.
+    good = load_image(Path("raw/img/good0.dcm"), False, (0.5, 99.5))
+    np.testing.assert_array_equal(thumbnails["img/good0"].pixels, np.round(good * 255).astype(np.uint8))
+    assert thumbnails["img/boxed"].pixel_spacing_mm == (0.07, 0.07)
+    assert thumbnails["img/good0"].pixel_spacing_mm is None  # the header states none
+    crops = read_crops("data/processed/crops.h5")
+    assert all(source_image_id(str(i), thumbnails) is not None for i in crops.image_id)

@@ -149,6 +149,7 @@ ROOMS: dict[str, set[str]] = {
     "classes": set(),
     "log": set(),
     "atomic": set(),
+    "arrays": {"atomic"},
     "reasons": set(),
     "parallel": {"log"},
     "config": {"classes", "model.registry"},
@@ -160,8 +161,9 @@ ROOMS: dict[str, set[str]] = {
     "losses": {"classes", "config", "model", "metrics"},
     "inference": {"model", "data", "runtime"},
     "train": {"classes", "config", "data", "model", "losses", "metrics", "runtime", "inference", "log", "atomic"},
-    "evaluate": {"classes", "config", "data", "model", "metrics", "runtime", "inference", "log", "atomic"},
-    "explain": {"classes", "config", "data", "model", "metrics", "runtime", "inference", "log", "atomic", "reasons"},
+    "evaluate": {"classes", "config", "data", "model", "metrics", "runtime", "inference", "log", "atomic", "arrays"},
+    "explain": {"classes", "config", "data", "model", "metrics", "runtime", "inference", "log", "atomic", "arrays",
+                "reasons"},
 }
 
 

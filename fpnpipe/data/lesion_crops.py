@@ -36,10 +36,11 @@ from fpnpipe.data.crops import (
     shrink_mask,
 )
 from fpnpipe.data.image_table import ImageEntry
-from fpnpipe.data.images import ImageReadError, read_image, read_mask
+from fpnpipe.data.images import ImageReadError, read_header, read_image, read_mask
 from fpnpipe.data.intensity import normalize_intensity
 from fpnpipe.data.records import Box, Circle, LesionRow, Rejection
 from fpnpipe.data.schema import CropSet
+from fpnpipe.data.thumbnails import Thumbnail, make_thumbnail
 from fpnpipe.reasons import private
 
 _EDGE_TOLERANCE_PX = 1.0
@@ -197,6 +198,8 @@ class ImageResult:
     rejections: tuple[Rejection, ...]
     entry: ImageEntry | None
     """None when the image itself could not be used."""
+    thumbnail: Thumbnail | None = None
+    """The image's thumbnail with its pixel spacing (data/processed/thumbnails.h5); None with `entry`."""
 
 
 def _reject(row: LesionRow, reason: str) -> Rejection:
@@ -302,4 +305,13 @@ def crop_lesions(job: ImageJob, crop: CropParams, voi_window: bool, percentiles:
         lesion_boxes=tuple(boxes),
         all_lesions_known=len(boxes) == len(job.lesions),
     )
-    return ImageResult(CropSet.concat(parts, crop.size), tuple(rejections), entry)
+    thumbnail = Thumbnail(job.image_id, make_thumbnail(image), entry.shape, _pixel_spacing(job.image_path))
+    return ImageResult(CropSet.concat(parts, crop.size), tuple(rejections), entry, thumbnail)
+
+
+def _pixel_spacing(path: Path) -> tuple[float, float] | None:
+    """(row, col) mm per pixel from the file's header (PixelSpacing, else ImagerPixelSpacing), or None."""
+    try:
+        return read_header(path).pixel_spacing_mm
+    except ImageReadError:
+        return None

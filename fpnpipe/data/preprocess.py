@@ -17,13 +17,15 @@ from fpnpipe.data.records import Rejection
 from fpnpipe.data.schema import SPLITS, CropSet
 from fpnpipe.data.sources import import_rows
 from fpnpipe.data.splits import assign_splits
+from fpnpipe.data.thumbnails import Thumbnail
 from fpnpipe.parallel import map_progress
 
 
 @dataclass(frozen=True)
 class PreprocessResult:
-    """crops: every accepted lesion's crop; entries: every accepted image (images.json); rejections: every
-    refused row, in manifest order; report: reports/preprocess.json; counts: {split: {margin class: crops}}."""
+    """crops: every accepted lesion's crop; entries: every accepted image (images.json); thumbnails: one per
+    entry (thumbnails.h5); rejections: every refused row, in manifest order; report: reports/preprocess.json;
+    counts: {split: {margin class: crops}}."""
 
     crops: CropSet
     entries: list[ImageEntry]
@@ -31,6 +33,7 @@ class PreprocessResult:
     report: dict[str, Any]
     counts: dict[str, dict[str, int]]
     images_read: int
+    thumbnails: list[Thumbnail]
 
 
 def _order(r: Rejection) -> tuple[str, int]:
@@ -56,6 +59,7 @@ def preprocess(
         rejections += result.rejections
     crops = CropSet.concat([r.crops for r in results], crop.size)
     entries = [r.entry for r in results if r.entry is not None]
+    thumbnails = [r.thumbnail for r in results if r.entry is not None and r.thumbnail is not None]
     rejections = sorted(rejections, key=_order)
 
     counts = {s: dict.fromkeys(MARGIN_CLASSES, 0) for s in SPLITS}
@@ -75,4 +79,4 @@ def preprocess(
         # Under pseudonymisation the report withholds quoted paths and ids; the stage's log shows them.
         "rejected": [r.to_json(public=pseudonymizer is not None) for r in rejections],
     }
-    return PreprocessResult(crops, entries, rejections, report, counts, len(image_jobs))
+    return PreprocessResult(crops, entries, rejections, report, counts, len(image_jobs), thumbnails)

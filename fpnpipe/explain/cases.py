@@ -25,7 +25,8 @@ class PrototypeRow:
     """One prototype's part in a prediction (one row of a case figure).
 
     activation: (S, S) the prototype's patch-similarity map on the case, upsampled bilinearly
-    (align_corners=False) to the crop; box: its 95th-percentile high-activation box [x0, y0, x1, y1).
+    (align_corners=False) to the crop; box: its 95th-percentile high-activation box [x0, y0, x1, y1);
+    native: (h, w) float32 the same map at its FPN level's grid resolution, as the model computed it.
     """
 
     prototype: int
@@ -36,6 +37,7 @@ class PrototypeRow:
     contribution: float
     activation: np.ndarray
     box: tuple[int, int, int, int]
+    native: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,8 @@ def explain_images(
         contributions = similarities[b] * weights[k]
         order = np.argsort(-contributions, kind="stable")[: min(top, contributions.size)]
         # Levels differ in grid size: upsample each map on its own, then stack at crop size.
-        upsampled = np.stack(
-            [upsample_activation(maps[int(proto_level[j])][b, j - starts[int(proto_level[j])]], size) for j in order]
-        ).astype(np.float32)
+        native = [maps[int(proto_level[j])][b, j - starts[int(proto_level[j])]] for j in order]
+        upsampled = np.stack([upsample_activation(m, size) for m in native]).astype(np.float32)
         boxes = high_activation_box_batch(upsampled)
         rows = tuple(
             PrototypeRow(
@@ -165,6 +166,7 @@ def explain_images(
                 similarity=float(similarities[b, j]), connection=float(weights[k, j]),
                 contribution=float(contributions[j]), activation=upsampled[r],
                 box=tuple(int(v) for v in boxes[r]),  # type: ignore[arg-type]
+                native=native[r].astype(np.float32),
             )
             for r, j in enumerate(order)
         )

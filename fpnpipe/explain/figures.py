@@ -15,10 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
 from fpnpipe.atomic import atomic_file
 from fpnpipe.classes import CLASSES
@@ -40,7 +42,11 @@ from fpnpipe.explain.drawing import (
     show_overlay,
     show_patch,
 )
+from fpnpipe.explain.panels import bar_length_mm
 from fpnpipe.explain.text import caption, probability_line
+
+ROI_COLOR = "#ffd700"
+"""Yellow: the outline of the lesion's ROI mask on the test crop (as in the report's strips)."""
 
 MIN_PANEL_IN = 1.8
 """Smallest side of an image panel, inches; larger when the crop needs it (see drawing.panel_inches)."""
@@ -128,15 +134,30 @@ def _row_text(fig: Figure, layout: CaseLayout, r: int, row: PrototypeRow, record
         fig.text(x, at(1.62), f"duplicate of prototype {duplicate}", fontsize=9, color=DUPLICATE_COLOR, va="top")
 
 
+def _crop_marks(ax: Axes, size: int, roi: np.ndarray | None, mm_per_pixel: float | None) -> None:
+    """On panel a (a crop of side `size`): the outline of the lesion's ROI mask (S, S) and a millimetre scale
+    bar, when known."""
+    if roi is not None and np.any(roi) and not np.all(roi):
+        ax.contour(np.asarray(roi, float), levels=[0.5], colors=[ROI_COLOR], linewidths=1.2)
+    length = bar_length_mm(mm_per_pixel, size) if mm_per_pixel else None
+    if length is not None and mm_per_pixel:
+        bar = AnchoredSizeBar(ax.transData, length / mm_per_pixel, f"{length:g} mm", "lower left", pad=0.3,
+                              color="white", frameon=False, size_vertical=max(1.0, size / 60),
+                              fontproperties={"size": 8})
+        ax.add_artist(bar)
+
+
 def _row_panels(
     fig: Figure, layout: CaseLayout, r: int, case: CaseExplanation, row: PrototypeRow,
-    record: ProjectionRecord, scale: ActivationScale,
+    record: ProjectionRecord, scale: ActivationScale, roi: np.ndarray | None, mm_per_pixel: float | None,
 ) -> None:
     """Panels a-e of one row."""
     j = row.prototype
     source = record.source_image[j]
     high, rf = record.high_box[j], record.rf_box[j]
-    show_grey(_axes(fig, layout, layout.panel(r, "a"), f"a{r}"), case.image)
+    ax_a = _axes(fig, layout, layout.panel(r, "a"), f"a{r}")
+    show_grey(ax_a, case.image)
+    _crop_marks(ax_a, case.image.shape[-1], roi, mm_per_pixel)
     ax_b = _axes(fig, layout, layout.panel(r, "b"), f"b{r}")
     show_overlay(ax_b, case.image, row.activation, scale)
     draw_box(ax_b, row.box)
@@ -209,17 +230,19 @@ def _footer(fig: Figure, layout: CaseLayout, case: CaseExplanation, scale: Activ
     colorbar.set_label(f"b, e: {scale.label}; shown over mid-grey tissue", fontsize=9.5)
 
 
-def case_figure(case: CaseExplanation, record: ProjectionRecord, scale: ActivationScale, dpi: int = 100) -> Figure:
+def case_figure(case: CaseExplanation, record: ProjectionRecord, scale: ActivationScale, dpi: int = 100, *,
+                roi: np.ndarray | None = None, mm_per_pixel: float | None = None) -> Figure:
     """The Figure 3 layout of one explained case, to be saved at `dpi`; `record` is the model's projection
-    record (where each prototype came from). Image panels are labelled 'a0'..'e<n-1>' (column letter + row)
-    for inspection."""
+    record (where each prototype came from). Panel a shows the outline of `roi` (S, S), the lesion's mask,
+    and a scale bar when `mm_per_pixel` (millimetres per crop pixel) is known. Image panels are labelled
+    'a0'..'e<n-1>' (column letter + row) for inspection."""
     if not case.rows:
         raise ValueError(f"case {case.image_id!r} has no prototype rows to draw (a model without prototypes)")
     layout = CaseLayout.for_rows(len(case.rows), panel_inches(case.image.shape[-1], dpi, MIN_PANEL_IN))
     fig = Figure(figsize=(layout.width, layout.height), dpi=dpi, facecolor="white")
     _header(fig, layout, case, case.contributions.size)
     for r, row in enumerate(case.rows):
-        _row_panels(fig, layout, r, case, row, record, scale)
+        _row_panels(fig, layout, r, case, row, record, scale, roi, mm_per_pixel)
         _row_text(fig, layout, r, row, record)
     _footer(fig, layout, case, scale)
     return fig

@@ -50,7 +50,21 @@ table.results { border-collapse: collapse; margin: 0.5em 0; }
 table.results th, table.results td { border: 1px solid #ccc; padding: 0.15em 0.6em; text-align: right; }
 table.results th { background: #f4f6f8; text-align: left; }
 code { background: #f4f6f8; padding: 0 0.25em; }
-article.case, figure { scroll-margin-top: 4.5em; }
+article.case, figure, tr.crop, tr.prototype { scroll-margin-top: 4.5em; }
+table.crops, table.prototypes { border-collapse: collapse; margin: 0.6em 0; }
+table.crops th, table.crops td, table.prototypes th, table.prototypes td { border: 1px solid #d8dde3;
+       padding: 0.25em 0.5em; vertical-align: top; text-align: left; }
+table.crops th, table.prototypes th { background: #f4f6f8; position: sticky; top: 3.2em; }
+tr.crop[data-outcome="wrong"] td.outcome { color: #c62828; font-weight: 700; }
+tr.crop[data-outcome="correct"] td.outcome { color: #2e7d32; font-weight: 700; }
+tr.crop img, tr.prototype img { border: 0; image-rendering: pixelated; }
+img.strip { height: 12em; width: auto; max-width: none; }
+.thumb { position: relative; display: inline-block; line-height: 0; }
+.thumb img { height: 10em; width: auto; max-width: none; image-rendering: auto; }
+.thumb .box { position: absolute; border: 2px solid #00e5ff; box-sizing: border-box; min-width: 4px;
+              min-height: 4px; }
+.small { font-size: 0.9em; color: #333; }
+figure.plot img { max-width: 100%; }
 </style>
 </head>
 <body>
@@ -59,6 +73,8 @@ article.case, figure { scroll-margin-top: 4.5em; }
 $warnings
 $note
 $results
+$toc
+$plots
 <section id="cases">
 <h2>Test cases</h2>
 <p>$selection</p>
@@ -72,13 +88,16 @@ $how_to_read
 <option value="wrong">wrong</option>
 </select></label>
 <span id="shown-count" aria-live="polite"></span>
+<span id="crops-shown-count" aria-live="polite"></span>
 </form>
 $cases
 <p id="no-match" hidden>No case matches these filters.</p>
 </section>
+$crops
 <section id="gallery">
 <h2>Prototype gallery</h2>
 $gallery
+$prototypes
 </section>
 <script>
 (function () {
@@ -86,17 +105,24 @@ $gallery
   var predSel = document.getElementById("filter-predicted");
   var outSel = document.getElementById("filter-outcome");
   var cases = Array.prototype.slice.call(document.querySelectorAll("article.case"));
+  var crops = Array.prototype.slice.call(document.querySelectorAll("tr.crop"));
   function keep(value, wanted) { return wanted === "all" || value === wanted; }
-  function apply() {
+  function filter(items) {
     var shown = 0;
-    cases.forEach(function (c) {
+    items.forEach(function (c) {
       var ok = keep(c.dataset.true, trueSel.value) && keep(c.dataset.predicted, predSel.value) &&
                keep(c.dataset.outcome, outSel.value);
       c.hidden = !ok;
       if (ok) { shown += 1; }
     });
+    return shown;
+  }
+  function apply() {
+    var shown = filter(cases);
     document.getElementById("shown-count").textContent = shown + " of " + cases.length + " cases shown";
     document.getElementById("no-match").hidden = shown > 0 || cases.length === 0;
+    var count = document.getElementById("crops-shown-count");
+    if (count) { count.textContent = filter(crops) + " of " + crops.length + " test crops shown"; }
   }
   [trueSel, predSel, outSel].forEach(function (s) { s.addEventListener("change", apply); });
   apply();
@@ -140,6 +166,11 @@ def _case_caption(case: Mapping[str, Any]) -> str:
     return caption(None if true is None else CLASSES.index(true), CLASSES.index(case["predicted"]))
 
 
+def _crop_link(case: Mapping[str, Any]) -> str:
+    number = case.get("crop_number")
+    return f' &middot; <a href="#crop-{int(number)}">its row among all test crops</a>' if number else ""
+
+
 def _case(number: int, case: Mapping[str, Any]) -> str:
     """One <article> from a cases.json entry."""
     sentence = _case_caption(case)
@@ -149,7 +180,7 @@ def _case(number: int, case: Mapping[str, Any]) -> str:
         f'<article class="case" id="case-{number}" data-true="{_esc(case["true"])}" '
         f'data-predicted="{_esc(case["predicted"])}" data-outcome="{outcome}">',
         f'<h3><span class="badge">{outcome}</span>{number}. {_esc(sentence)}</h3>',
-        f'<p class="meta">Test case <code>{_esc(case["image_id"])}</code></p>',
+        f'<p class="meta">Test case <code>{_esc(case["image_id"])}</code>{_crop_link(case)}</p>',
         _probability_table(case["probabilities"], case["predicted"]),
     ]
     if figure:
@@ -183,12 +214,16 @@ def _gallery(entries: Sequence[Mapping[str, Any]]) -> str:
 def report_document(
     arch: str, n_prototypes: int, n_test: int, selection: str, note: str | None,
     cases: Sequence[Mapping[str, Any]], gallery: Sequence[Mapping[str, Any]],
-    metrics: Mapping[str, Any] | None = None, warnings: Sequence[str] = (),
+    metrics: Mapping[str, Any] | None = None, warnings: Sequence[str] = (), *,
+    crops: Sequence[Mapping[str, Any]] = (), prototypes: Sequence[Mapping[str, Any]] = (),
+    plots: Sequence[Mapping[str, Any]] = (), links: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """The content of cases.json, from which the page is rendered: the model, the test split's size, how the
     cases were chosen, a note (or None), the case entries (fpnpipe.explain.cases.case_record), the gallery
     figures ({"level", "figure"}, paths relative to the page), the test metrics (reports/metrics.json, or
-    None when evaluate has not run) and the warnings read off them (fpnpipe.metrics.warnings)."""
+    None when evaluate has not run) and the warnings read off them (fpnpipe.metrics.warnings); every test crop's
+    entry (fpnpipe.explain.browse), every prototype's entry (fpnpipe.explain.prototype_entries), the plot
+    figures ({"title", "figure", "source"}) and extra links for the top of the page ({"href", "title"})."""
     return {
         "model": {"arch": arch, "n_prototypes": int(n_prototypes)},
         "n_test": int(n_test),
@@ -198,6 +233,10 @@ def report_document(
         "metrics": dict(metrics) if metrics is not None else None,
         "cases": list(cases),
         "gallery": list(gallery),
+        "crops": list(crops),
+        "prototypes": list(prototypes),
+        "plots": list(plots),
+        "links": [dict(link) for link in links],
     }
 
 
@@ -213,7 +252,8 @@ def _with_ci(point: Any, ci: Mapping[str, Any] | None) -> str:
 def _results(metrics: Mapping[str, Any] | None) -> str:
     """The headline test metrics as a small table (reports/metrics.json keys), or a pointer to evaluate."""
     if metrics is None:
-        return "<p class=\"note\">No test metrics: reports/metrics.json was not found (run the evaluate stage).</p>"
+        return ("<p class=\"note\" id=\"results\">No test metrics: reports/metrics.json was not found (run the "
+                "evaluate stage).</p>")
     auroc, ci = metrics.get("auroc") or {}, metrics.get("auroc_ci95") or {}
     detection = metrics.get("detection") or {}
     rows = [(f"Margin AUROC among test lesions, {name} (95% CI)", _with_ci(auroc.get(name), ci.get(name)))
@@ -227,11 +267,136 @@ def _results(metrics: Mapping[str, Any] | None) -> str:
     if precision:
         chance = (precision.get("chance") or {}).get("average")
         rows.append(("Activation precision (chance level)", f"{_value(precision.get('average'))} ({_value(chance)})"))
+    area = metrics.get("activation_area")
+    if area:
+        rows.append(("Activation area, share of the crop at half of a map's range", _value(area.get("average"))))
     body = "".join(f"<tr><th>{_esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     counts = (f"{int(metrics.get('n_test', 0))} test crops, {int(metrics.get('n_test_lesions', 0))} of them lesions "
               f"from {int(metrics.get('n_test_lesion_patients', 0))} patients")
+    notes = "".join(f'<p class="note">{_esc(n)}</p>' for n in (metrics.get("notes") or {}).values())
     return (f'<section id="results"><h2>Test results</h2><p class="meta">{_esc(counts)}; intervals are '
-            f'patient-level bootstrap 95% CIs.</p><table class="results">{body}</table></section>')
+            f'patient-level bootstrap 95% CIs; the chance level of an AUROC is 0.500.</p>'
+            f'<table class="results">{body}</table>{notes}</section>')
+
+
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("#results", "test results"), ("#plots", "plots"), ("#cases", "explained cases"), ("#crops", "every test crop"),
+    ("#gallery", "prototypes"),
+)
+"""The page's own sections, linked at its top (href, title)."""
+
+
+def _toc(links: Sequence[Mapping[str, str]]) -> str:
+    """The links at the top: the page's sections, then `links` ({"href", "title"}, relative, e.g. another report
+    of the pipeline such as a comparison with baselines)."""
+    items = [f'<a href="{_esc(h)}">{_esc(t)}</a>' for h, t in SECTIONS]
+    items += [f'<a href="{_esc(link["href"])}">{_esc(link["title"])}</a>' for link in links]
+    return f'<p>Sections: {" &middot; ".join(items)}</p>'
+
+
+def _plots(plots: Sequence[Mapping[str, Any]]) -> str:
+    """The PNG renderings of the DVC plots (readable offline, unlike `dvc plots show`)."""
+    if not plots:
+        return ('<section id="plots"><h2>Plots</h2><p>No plot inputs were found (training curves under '
+                'dvclive/, ROC and confusion data under reports/plots/).</p></section>')
+    figures = "\n".join(
+        f'<figure class="plot"><a href="{_esc(p["figure"])}"><img src="{_esc(p["figure"])}" '
+        f'alt="{_esc(p["title"])}" loading="lazy"></a><figcaption>{_esc(p["title"])}, rendered from '
+        f'<code>{_esc(p["source"])}</code>.</figcaption></figure>'
+        for p in plots
+    )
+    intro = ("<p>The pipeline's DVC plots as images, so that they read without a network: <code>dvc plots "
+             "show</code> writes a page that loads its charting library from the internet.</p>")
+    return f'<section id="plots"><h2>Plots</h2>{intro}{figures}</section>'
+
+
+def _thumb(source: Mapping[str, Any] | None) -> str:
+    """The mammogram thumbnail with the crop box drawn over it (positions in percent of the image)."""
+    if not source:
+        return '<span class="small">source image not available</span>'
+    left, top, width, height = (float(v) for v in source["box"])
+    style = f"left:{left:.3f}%;top:{top:.3f}%;width:{width:.3f}%;height:{height:.3f}%"
+    alt = f"Mammogram {source['image_id']} with the crop box"
+    return (f'<a class="thumb" href="{_esc(source["image"])}"><img src="{_esc(source["image"])}" alt="{_esc(alt)}" '
+            f'loading="lazy"><span class="box" style="{style}"></span></a>')
+
+
+def _prototype_links(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+    items = "".join(
+        f'<li><a href="#prototype-{int(r["prototype"])}">prototype {int(r["prototype"])}</a> '
+        f'({_esc(r["prototype_class"])}, level {int(r["level"])}): {float(r["similarity"]):.3f} &times; '
+        f'{float(r["class_connection"]):+.3f} = {float(r["contribution"]):+.3f}</li>'
+        for r in rows
+    )
+    return f'<ol class="small">{items}</ol>'
+
+
+def _crop_row(crop: Mapping[str, Any]) -> str:
+    number = int(crop["number"])
+    outcome = "correct" if crop["correct"] else "wrong"
+    predicted = crop["predicted"]
+    scale = (f'bar {float(crop["scale_bar_mm"]):g} mm' if crop.get("scale_bar_mm") else
+             "no scale: pixel spacing unknown" if crop.get("mm_per_pixel") is None else "no scale bar fits")
+    links = [f'<a href="{_esc(crop["maps"])}">maps (.npz)</a>']
+    if crop.get("case_number"):
+        links.append(f'<a href="#case-{int(crop["case_number"])}">explained case</a>')
+    if crop.get("figure"):
+        links.append(f'<a href="{_esc(crop["figure"])}">figure</a>')
+    alt = f"Test crop {crop['image_id']} and the activation of its top prototypes"
+    return (
+        f'<tr class="crop" id="crop-{number}" data-true="{_esc(crop["true"])}" data-predicted="{_esc(predicted)}" '
+        f'data-outcome="{outcome}"><td>{number}<br><code class="small">{_esc(crop["image_id"])}</code></td>'
+        f'<td><a href="{_esc(crop["strip"])}"><img class="strip" src="{_esc(crop["strip"])}" alt="{_esc(alt)}" '
+        f'loading="lazy"></a><br><span class="small">{_esc(scale)}</span></td>'
+        f'<td>{_thumb(crop.get("source"))}</td>'
+        f'<td class="outcome">{_esc(crop["true"])} &rarr; {_esc(predicted)} '
+        f'({float(crop["probabilities"][predicted]):.3f})<br>{outcome}</td>'
+        f'<td>{_prototype_links(crop.get("rows") or [])}</td><td class="small">{" &middot; ".join(links)}</td></tr>'
+    )
+
+
+def _crops(crops: Sequence[Mapping[str, Any]], has_prototypes: bool) -> str:
+    if not crops:
+        return ""
+    shown = ("the crop with its ROI outline (yellow) and a millimetre scale bar, then where each of the prototypes "
+             "contributing most to the predicted class activates (overlay, 95th-percentile box in cyan)"
+             if has_prototypes else "the crop with its ROI outline (yellow) and a millimetre scale bar")
+    intro = (f"<p>All {len(crops)} test crops, in the order of <code>reports/predictions.csv</code> (lesion crops "
+             f"first, then negative patches), filtered by the selectors above. Per crop: {shown}; the mammogram it "
+             "was cut from with the crop box (cyan); true &rarr; predicted class (its probability); the prototypes "
+             "with similarity &times; class connection = contribution, each linked to its entry; the activation "
+             "maps as arrays.</p>")
+    head = ("<tr><th>#, id</th><th>crop and activations</th><th>in the mammogram</th><th>true &rarr; predicted"
+            "</th><th>top prototypes</th><th>files</th></tr>")
+    rows = "\n".join(_crop_row(c) for c in crops)
+    return (f'<section id="crops"><h2>Every test crop</h2>{intro}<table class="crops">{head}\n{rows}</table>'
+            "</section>")
+
+
+def _prototype_row(p: Mapping[str, Any]) -> str:
+    j = int(p["prototype"])
+    figure = (f'<a href="{_esc(p["figure"])}"><img src="{_esc(p["figure"])}" alt="Prototype {j}: source crop and '
+              f'self-activation" loading="lazy" style="height:7em"></a>' if p.get("figure") else "no source patch")
+    duplicate = (f'<br><span class="small">duplicate of <a href="#prototype-{int(p["duplicate_of"])}">prototype '
+                 f'{int(p["duplicate_of"])}</a></span>' if p.get("duplicate_of") is not None else "")
+    return (f'<tr class="prototype" id="prototype-{j}"><td>{j}</td><td>{_esc(p["class"])}</td>'
+            f'<td><a href="#level-{int(p["level"])}">{int(p["level"])}</a></td><td>{figure}{duplicate}</td>'
+            f'<td>{_thumb(p.get("source"))}<br><code class="small">{_esc(p.get("source_image_id") or "none")}</code>'
+            f'</td><td>{float(p["similarity"]):.3f}</td></tr>')
+
+
+def _prototypes(prototypes: Sequence[Mapping[str, Any]]) -> str:
+    if not prototypes:
+        return ""
+    head = ("<tr><th>prototype</th><th>class</th><th>FPN level</th><th>source crop (boxes) and self-activation"
+            "</th><th>source mammogram</th><th>projection similarity</th></tr>")
+    rows = "\n".join(_prototype_row(p) for p in prototypes)
+    return (f'<h3 id="prototypes">Every prototype</h3><p>Its source training crop with the 95th-percentile box of '
+            "its self-activation (solid cyan) and the receptive field of its latent patch (dashed green), the "
+            "self-activation, and the mammogram the crop was cut from.</p>"
+            f'<table class="prototypes">{head}\n{rows}</table>')
 
 
 def _warnings(warnings: Sequence[str]) -> str:
@@ -246,7 +411,9 @@ def render_index(document: Mapping[str, Any]) -> str:
     prototypes = f"{n_prototypes} prototypes" if n_prototypes else "no prototypes"
     summary = (
         f"Model <code>{_esc(model['arch'])}</code> ({prototypes}); {len(cases)} of the {int(document['n_test'])} "
-        "test crops (lesion crops and negative patches) explained."
+        "test crops (lesion crops and negative patches) explained as full case figures"
+        + (", every one of them listed under <a href=\"#crops\">every test crop</a>." if document.get("crops")
+           else ".")
     )
     note = f'<p class="note">{_esc(document["note"])}</p>' if document.get("note") else ""
     body = "\n".join(_case(k + 1, case) for k, case in enumerate(cases))
@@ -261,4 +428,8 @@ def render_index(document: Mapping[str, Any]) -> str:
         class_options=_class_options(),
         cases=body or "<p>No cases were explained (explain.n_cases is 0).</p>",
         gallery=_gallery(document["gallery"]),
+        toc=_toc(document.get("links") or ()),
+        plots=_plots(document.get("plots") or ()),
+        crops=_crops(document.get("crops") or (), n_prototypes > 0),
+        prototypes=_prototypes(document.get("prototypes") or ()),
     )

@@ -1,5 +1,7 @@
 """The whole explanation report of a model on its test crops, written into one folder: the case figures
-(paper Figure 3), the prototype gallery per FPN level (Figure 5), cases.json and index.html."""
+(paper Figure 3) of explain.n_cases chosen crops, a strip, the activation maps (.npz) and the mammogram
+location of every test crop, the prototype gallery per FPN level (Figure 5) and one entry per prototype, PNG
+renderings of the pipeline's plots (training curves, ROC curves, confusion matrix), cases.json and index.html."""
 
 from __future__ import annotations
 
@@ -15,13 +17,18 @@ from fpnpipe.config import ExplainParams
 from fpnpipe.data.dataset import CropDataset, make_loader
 from fpnpipe.data.projection_record import ProjectionRecord
 from fpnpipe.data.schema import CropSet
+from fpnpipe.data.thumbnails import Thumbnail
+from fpnpipe.explain.browse import ImageThumbnails, write_crop_entry
 from fpnpipe.explain.cases import CaseExplanation, case_record, choose_cases, explain_images
-from fpnpipe.explain.drawing import activation_scale
+from fpnpipe.explain.drawing import ActivationScale, activation_scale
 from fpnpipe.explain.figures import case_figure, save_figure
 from fpnpipe.explain.gallery import gallery_figure, gallery_levels
 from fpnpipe.explain.html import render_index, report_document
+from fpnpipe.explain.plots import Series, confusion_figure, roc_figure, training_curves_figure
+from fpnpipe.explain.prototype_entries import write_prototype_entries
 from fpnpipe.explain.text import safe_name
 from fpnpipe.inference import predict
+from fpnpipe.log import progress
 from fpnpipe.metrics.warnings import metric_warnings
 from fpnpipe.model.base import ClassifierNet
 from fpnpipe.model.build import prototype_network
@@ -40,57 +47,119 @@ NO_PROTOTYPES = (
 
 
 @dataclass(frozen=True)
+class ReportInputs:
+    """What the report shows besides the model: test (the test crops: lesion crops then negative patches, as
+    evaluate orders them); source_boxes: crop id -> crop box in source pixels of the training crops (where
+    each prototype's source crop lies); thumbnails: image id -> Thumbnail (data/processed/thumbnails.h5; empty
+    when absent); metrics: reports/metrics.json or None; curves: {stage name: DVCLive series}; plots_dir: the
+    folder of evaluate's plot files (reports/plots), or None."""
+
+    test: CropSet
+    source_boxes: Mapping[str, np.ndarray]
+    thumbnails: Mapping[str, Thumbnail]
+    metrics: Mapping[str, Any] | None
+    curves: Mapping[str, list[Series]]
+    plots_dir: Path | None
+
+
+@dataclass(frozen=True)
 class ReportSummary:
     cases: int
     correct: int
     gallery_figures: int
+    crops: int
+    plots: int
 
 
-def explain_test_cases(
-    model: ClassifierNet, test: CropSet, runtime: Runtime, params: ExplainParams
-) -> list[CaseExplanation]:
-    """Predict every test crop, choose explain.n_cases of them (choose_cases) and explain each."""
-    loader = make_loader(CropDataset(test), params.batch_size, shuffle=False, pin_memory=runtime.pin_memory)
-    probabilities, labels = predict(model, loader, runtime)
-    chosen = choose_cases(labels, probabilities, params.n_cases)
-    cases: list[CaseExplanation] = []
-    for start in range(0, len(chosen), params.batch_size):
-        rows = chosen[start : start + params.batch_size]
-        cases += explain_images(model, test.images[rows], test.image_id[rows].tolist(),
-                                [int(v) for v in labels[rows]], params.top_prototypes)
-    return cases
+def write_plots(folder: Path, inputs: ReportInputs, dpi: int) -> list[dict[str, Any]]:
+    """plots/*.png of the training curves, ROC curves and confusion matrix; entries {"title", "figure",
+    "source"} for the page (a plot whose input is absent is left out)."""
+    entries = []
+    for stage, series in inputs.curves.items():
+        figure = training_curves_figure(f"Training curves of the {stage} stage (DVCLive)", series, dpi)
+        if figure is not None:
+            name = f"plots/training_{safe_name(stage)}.png"
+            save_figure(figure, folder / name)
+            entries.append({"title": f"Training curves: {stage}", "figure": name,
+                            "source": f"dvclive/{stage}/plots/metrics/"})
+    if inputs.plots_dir is not None:
+        for title, name, figure in (
+            ("ROC curves, test split", "plots/roc.png", roc_figure(inputs.plots_dir, inputs.metrics, dpi)),
+            ("Confusion matrix, test split", "plots/confusion.png", confusion_figure(inputs.plots_dir, dpi)),
+        ):
+            if figure is not None:
+                save_figure(figure, folder / name)
+                entries.append({"title": title, "figure": name, "source": f"{inputs.plots_dir.as_posix()}/"})
+    return entries
+
+
+def _figures(folder: Path, chosen: list[CaseExplanation], crops: list[dict[str, Any]], rois: list[np.ndarray],
+             record: ProjectionRecord, scale: ActivationScale, dpi: int) -> list[dict[str, Any]]:
+    """The Figure 3 of each chosen case (with its crop's ROI outline and scale, from `crops` / `rois`)."""
+    digits = max(2, len(str(len(chosen))))  # numbered so that the files sort in the page's order
+    entries = []
+    for k, (case, crop, roi) in enumerate(zip(chosen, crops, rois, strict=True), start=1):
+        name = f"cases/{k:0{digits}d}_{safe_name(case.image_id)}.png"
+        save_figure(case_figure(case, record, scale, dpi, roi=roi, mm_per_pixel=crop["mm_per_pixel"]), folder / name)
+        entries.append(case_record(case, name))
+    return entries
 
 
 def write_report(
-    folder: Path, model: ClassifierNet, record: ProjectionRecord | None, test: CropSet,
-    metrics: Mapping[str, Any] | None, runtime: Runtime, params: ExplainParams,
+    folder: Path, model: ClassifierNet, record: ProjectionRecord | None, inputs: ReportInputs, runtime: Runtime,
+    params: ExplainParams,
 ) -> ReportSummary:
-    """Write the report of `model` (with its projection `record`, None without prototypes) on the `test`
-    crops into `folder` (which must exist; the caller makes it atomic). `metrics`: reports/metrics.json of
-    the evaluate stage, shown at the top of the page with its warnings, or None."""
-    cases = explain_test_cases(model, test, runtime, params)
+    """Write the report of `model` (with its projection `record`, None without prototypes) into `folder`
+    (which must exist; the caller makes it atomic)."""
+    test = inputs.test
+    loader = make_loader(CropDataset(test), params.batch_size, shuffle=False, pin_memory=runtime.pin_memory)
+    probabilities, labels = predict(model, loader, runtime)
+    chosen = [int(i) for i in choose_cases(labels, probabilities, params.n_cases)]
+    case_number = {row: k for k, row in enumerate(chosen, start=1)}
     net = prototype_network(model)
-    entries: list[dict[str, Any]] = []
+    scale = activation_scale(net.prototype_layer.similarity, record.self_activation) \
+        if net is not None and record is not None else None
+    images = ImageThumbnails(folder, inputs.thumbnails)
+    chosen_cases: dict[int, CaseExplanation] = {}
+    crops: list[dict[str, Any]] = []
+    digits = max(3, len(str(len(test))))
+    with progress() as bar:
+        task = bar.add_task("explain: test crops", total=len(test))
+        for start in range(0, len(test), params.batch_size):
+            rows = np.arange(start, min(start + params.batch_size, len(test)))
+            cases = explain_images(model, test.images[rows], test.image_id[rows].tolist(),
+                                   [int(v) for v in labels[rows]], params.top_prototypes)
+            for row, case in zip(rows.tolist(), cases, strict=True):
+                if row in case_number:
+                    chosen_cases[row] = case
+                crops.append(write_crop_entry(folder, case, row + 1, digits, row, test.roi[row],
+                                              test.source_box[row], images, scale, None, case_number.get(row)))
+                bar.advance(task)
     gallery: list[dict[str, Any]] = []
-    if net is not None and record is not None:
-        scale = activation_scale(net.prototype_layer.similarity, record.self_activation)
-        digits = max(2, len(str(len(cases))))  # numbered so that the files sort in the page's order
-        for k, case in enumerate(cases, start=1):
-            name = f"cases/{k:0{digits}d}_{safe_name(case.image_id)}.png"
-            save_figure(case_figure(case, record, scale, params.dpi), folder / name)
-            entries.append(case_record(case, name))
+    prototypes: list[dict[str, Any]] = []
+    if scale is not None and record is not None:
+        entries = _figures(folder, [chosen_cases[row] for row in chosen], [crops[row] for row in chosen],
+                           [test.roi[row] for row in chosen], record, scale, params.dpi)
+        for entry, row in zip(entries, chosen, strict=True):
+            crops[row]["figure"] = entry["figure"]
         for level in gallery_levels(record):
             name = f"gallery_level_{level}.png"
             save_figure(gallery_figure(record, level, scale, params.dpi), folder / name)
             gallery.append({"level": level, "figure": name})
+        prototypes = write_prototype_entries(folder, record, scale, images, inputs.source_boxes)
         note = None
     else:
-        entries = [case_record(case, None) for case in cases]
+        entries = [case_record(chosen_cases[row], None) for row in chosen]
         note = NO_PROTOTYPES.format(arch=model.arch)
+    for entry, row in zip(entries, chosen, strict=True):
+        entry["crop_number"] = row + 1
+    plots = write_plots(folder, inputs, params.dpi)
     n_prototypes = int(net.num_prototypes) if net is not None and record is not None else 0
+    metrics = inputs.metrics
     document = report_document(model.arch, n_prototypes, len(test), SELECTION.format(n=params.n_cases), note,
-                               entries, gallery, metrics, metric_warnings(metrics) if metrics else ())
+                               entries, gallery, metrics, metric_warnings(metrics) if metrics else (),
+                               crops=crops, prototypes=prototypes, plots=plots)
     write_json(folder / "cases.json", document)
     write_text(folder / "index.html", render_index(document))
     correct = int(np.sum([bool(e["correct"]) for e in entries]))
-    return ReportSummary(len(entries), correct, len(gallery))
+    return ReportSummary(len(entries), correct, len(gallery), len(crops), len(plots))

@@ -9,50 +9,48 @@ another size, an empty mask, an unreadable or constant file, a crop mostly outsi
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from fpnpipe.config import CropParams
-from fpnpipe.data.images import ImageReadError
-from fpnpipe.data.lesion_crops import Annotation, CropRefused, crop_lesion, load_image, read_named_mask
-from fpnpipe.data.records import Box
+from fpnpipe.data.images import ImageReadError, read_header
+from fpnpipe.data.lesion_crops import (
+    Annotation,
+    CropRefused,
+    LesionCrop,
+    crop_lesion,
+    load_image,
+    read_named_mask,
+)
+from fpnpipe.explain.arguments import Box, NewImageError
 from fpnpipe.reasons import reveal
 
 
-class NewImageError(ValueError):
-    """The new image, its box or its mask cannot be used; the message names the file and the reason."""
-
-
-def parse_box(text: str) -> Box:
-    """'x0,y0,x1,y1' (image pixels, x = column, y = row) -> a box; NewImageError if it is not four finite
-    numbers with x1 > x0 and y1 > y0."""
-    parts = [part.strip() for part in text.split(",")]
+def crop_new_lesion(
+    image_path: Path, crop: CropParams, voi_window: bool, percentiles: tuple[float, float], *,
+    box: Box | None = None, roi: Path | None = None,
+) -> tuple[LesionCrop, float | None]:
+    """The lesion given by exactly one of `box` (image pixels) or `roi` (a mask file of the image's size),
+    cropped as preprocessing crops it, and the millimetres per crop pixel along x (None when the file states
+    no pixel spacing). Raises NewImageError naming the file."""
+    if (box is None) == (roi is None):
+        raise NewImageError("give exactly one of a lesion box or an ROI mask")
     try:
-        values = [float(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise NewImageError(f"--box must be four numbers x0,y0,x1,y1 (image pixels), got {text!r}")
-    x0, y0, x1, y1 = values
-    if x1 <= x0 or y1 <= y0:
-        raise NewImageError(f"--box {text!r}: x1 must exceed x0 and y1 must exceed y0")
-    return x0, y0, x1, y1
+        image = load_image(Path(image_path), voi_window, percentiles)
+        annotation = Annotation(box=box) if roi is None else Annotation(roi=read_named_mask(Path(roi), "ROI mask"))
+        lesion = crop_lesion(image, annotation, crop)
+        spacing = read_header(Path(image_path)).pixel_spacing_mm
+    except (ImageReadError, CropRefused, ValueError) as exc:
+        # The user's own terminal: quoted file names are shown (reveal), as in preprocessing's log.
+        raise NewImageError(f"{image_path}: {reveal(getattr(exc, 'reason', None) or str(exc))}") from None
+    x0, _, x1, _ = lesion.box
+    return lesion, None if spacing is None else (x1 - x0) / crop.size * spacing[1]
 
 
 def crop_new_image(
     image_path: Path, crop: CropParams, voi_window: bool, percentiles: tuple[float, float], *,
     box: Box | None = None, roi: Path | None = None,
 ) -> np.ndarray:
-    """The (crop.size, crop.size) float32 crop in [0, 1] of the lesion given by exactly one of `box`
-    (image pixels) or `roi` (a mask file of the image's size). Raises NewImageError naming the file."""
-    if (box is None) == (roi is None):
-        raise NewImageError("give exactly one of a lesion box or an ROI mask")
-    try:
-        image = load_image(Path(image_path), voi_window, percentiles)
-        annotation = Annotation(box=box) if roi is None else Annotation(roi=read_named_mask(Path(roi), "ROI mask"))
-        return crop_lesion(image, annotation, crop).image
-    except (ImageReadError, CropRefused, ValueError) as exc:
-        # The user's own terminal: quoted file names are shown (reveal), as in preprocessing's log.
-        raise NewImageError(f"{image_path}: {reveal(getattr(exc, 'reason', None) or str(exc))}") from None
+    """The (crop.size, crop.size) float32 crop in [0, 1] of crop_new_lesion."""
+    return crop_new_lesion(image_path, crop, voi_window, percentiles, box=box, roi=roi)[0].image
