@@ -356,7 +356,8 @@ def command_app():
 def test_synth_command_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     params = tmp_path / "params.yaml"
-    params.write_text(json.dumps({"seed": {"data": 1, "train": 0}, "synth": {**TINY, "n_patients": 3, "out_dir": "raw/synthetic"}}))
+    synth = {**TINY, "n_patients": 3, "out_dir": "raw/synthetic"}
+    params.write_text(json.dumps({"seed": {"data": 1, "train": 0}, "synth": synth}))
     result = CliRunner().invoke(command_app(), ["synth", "--params", str(params)])
     assert result.exit_code == 0, result.output
     rows = read_manifest(tmp_path / "raw/synthetic")
