@@ -8,7 +8,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: env repro test lint bench clean-outputs
+.PHONY: env repro test lint bench seeds frontier clean-outputs
 
 env: $(VENV)/.synced
 
@@ -29,6 +29,19 @@ test: env
 lint: env
 	ruff check fpnpipe stages tests bench
 	mypy
+
+# Three training seeds of the current params (same data and test set), then their mean and spread.
+seeds: env
+	dvc exp run --queue -S 'seed.train=0,1,2'
+	dvc exp run --run-all --jobs 1
+	python -m stages seeds --out reports/seeds.json
+
+# The accuracy-interpretability frontier: loss.lambda_fine x three training seeds (15 runs), then the figure.
+FRONTIER_LAMBDAS ?= 0,0.1,0.3,1,3
+frontier: env
+	dvc exp run --queue -S 'loss.lambda_fine=$(FRONTIER_LAMBDAS)' -S 'seed.train=0,1,2'
+	dvc exp run --run-all --jobs 1
+	python -m stages frontier
 
 bench: env
 	python bench/train_step.py

@@ -23,9 +23,11 @@ STAGES: dict[str, str] = {
     "explain": "stages.explain",
     "explain-image": "stages.explain_image",
     "show": "stages.show",
+    "seeds": "stages.seeds",
+    "frontier": "stages.frontier",
 }
-"""Command name -> its module (imported by name, on demand). explain-image and show are not pipeline
-stages: dvc.yaml runs neither."""
+"""Command name -> its module (imported by name, on demand). explain-image, show, seeds and frontier are not
+pipeline stages: dvc.yaml runs none of them."""
 
 HELP = ("FPN-IAIA-BL pipeline stages. Each command reads params.yaml, validates it, and writes its outputs "
         "atomically. dvc.yaml runs them in order; run one by hand with `python -m stages NAME`.")
