@@ -22,6 +22,9 @@ STAGES: dict[str, str] = {
     "evaluate": "stages.evaluate",
     "explain": "stages.explain",
     "explain-image": "stages.explain_image",
+    "compare-train": "stages.compare_train",
+    "compare-saliency": "stages.compare_saliency",
+    "compare-report": "stages.compare_report",
 }
 """Command name -> its module (imported by name, on demand)."""
 

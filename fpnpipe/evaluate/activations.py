@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fpnpipe.classes import MARGIN_CLASSES
-from fpnpipe.data.dataset import CropDataset
+from fpnpipe.data.dataset import CropDataset, annotated_lesion_rows
 from fpnpipe.metrics.activation import (
     DEFAULT_PERCENTILE,
     activation_area_batch,
@@ -48,8 +48,7 @@ def activation_pairs(
     the `percentile`-th percentile compared with the fine annotation (the margin)."""
     model.eval()
     crops = dataset.crops
-    margin = np.isin(crops.label, np.arange(len(MARGIN_CLASSES)))
-    rows = np.nonzero(crops.has_fine & margin)[0]
+    rows = annotated_lesion_rows(crops)
     size = crops.crop_size
     proto_class = model.prototype_class.cpu().numpy()
     out: dict[str, list[np.ndarray]] = {"precision": [], "chance": [], "area": [], "level": [], "image_class": []}

@@ -59,6 +59,8 @@ article.case, figure { scroll-margin-top: 4.5em; }
 $warnings
 $note
 $results
+<p id="compare"><a href="../compare/index.html">FPN-IAIA-BL beside its baselines</a> (VGG-16, ProtoPNet, IAIA-BL;
+Table 1 and Figure 4, with GradCAM and GradCAM++): built by <code>dvc repro compare/dvc.yaml</code>.</p>
 <section id="cases">
 <h2>Test cases</h2>
 <p>$selection</p>
