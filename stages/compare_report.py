@@ -74,9 +74,13 @@ def main(params: Path = PARAMS_OPTION) -> None:
     write_json(TABLE1_JSON, table)
     write_text(TABLE1_MD, table_markdown(table, rows_, p.seed, COMPARE_COMMAND))
 
-    # Figure 4: saliency of the saliency model, then each prototype model's top own-class prototype, main last.
+    # Figure 4: saliency of the saliency model, then each prototype model's top own-class prototype, in the
+    # paper's order (ProtoPNet, IAIA-BL, other baselines), FPN-IAIA-BL last.
+    order = ("protopnet", "iaiabl")
+    baselines = sorted(p.compare.models, key=lambda n: order.index(a) if (a := p.baseline(n).model.arch) in order
+                       else len(order))
     prototype_models = []
-    for name in [*p.compare.models, MAIN_MODEL]:
+    for name in [*baselines, MAIN_MODEL]:
         runtime, model, _ = load_trained("compare-report", sources[name][2], p)
         net = prototype_network(model)
         if net is not None:

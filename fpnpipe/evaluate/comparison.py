@@ -7,7 +7,8 @@ reports/compare/table1.json keys (scalars, so `dvc metrics diff` compares them):
 `<model>.auroc_ci95.<key>.{lo,hi}` (key: circumscribed, indistinct, spiculated, average),
 `<model>.margin_balanced_accuracy`, `<model>.auroc_diff.average` and `<model>.auroc_diff_ci95.average.{lo,hi}`
 (the model's average minus the main model's, paired; not for the main model), `<model>.activation_precision.
-{average, level_l..., chance.average, lift.average}` and `<model>.activation_area.average` (prototype models),
+{average, level_l..., chance.{average, level_l...}, lift.{...}}` and `<model>.activation_area.{average,
+level_l...}` (prototype models),
 `<model>.<method>.activation_precision...` / `.activation_area.average` (saliency methods of a model),
 `<model>.n_test_lesions`; and at the top `n_test_lesions`, `n_test_lesion_patients`, `bootstrap_samples`.
 """
@@ -75,8 +76,9 @@ def _activation(summary: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"average": precision.get("average")}
     levels = [f"level_{lv}" for lv in FPN_LEVELS]
     out.update({key: precision[key] for key in levels if precision.get(key) is not None})
-    out["chance"] = {"average": (precision.get("chance") or {}).get("average")}
-    out["lift"] = {"average": (precision.get("lift") or {}).get("average")}
+    for part in ("chance", "lift"):
+        values = precision.get(part) or {}
+        out[part] = {key: values.get(key) for key in ("average", *levels) if key == "average" or key in out}
     areas: dict[str, Any] = {"average": area.get("average")}
     areas.update({key: area[key] for key in levels if area.get(key) is not None})
     return {"activation_precision": out, "activation_area": areas}
@@ -126,7 +128,7 @@ def _f(value: Any) -> str:
 
 def _ci(interval: Mapping[str, Any] | None) -> str:
     interval = interval or {}
-    return f"{_f(interval.get('lo'))}-{_f(interval.get('hi'))}"
+    return f"[{_f(interval.get('lo'))}, {_f(interval.get('hi'))}]"
 
 
 def _signed(value: Any) -> str:
@@ -152,19 +154,19 @@ def table_rows(table: Mapping[str, Any], labels: Mapping[str, str], main: str,
     for name, label in labels.items():
         row = table[name]
         auroc, ci = row["auroc"], row["auroc_ci95"]
-        cells = [label, *[f"{_f(auroc[c])} ({_ci(ci[c])})" for c in MARGIN_CLASSES],
-                 f"**{_f(auroc[AVERAGE])}** ({_ci(ci[AVERAGE])})", _f(row["margin_balanced_accuracy"])]
+        cells = [label, *[f"{_f(auroc[c])} {_ci(ci[c])}" for c in MARGIN_CLASSES],
+                 f"**{_f(auroc[AVERAGE])}** {_ci(ci[AVERAGE])}", _f(row["margin_balanced_accuracy"])]
         if name == main:
             cells.append("(reference)")
         else:
-            cells.append(f"{_signed(row['auroc_diff'][AVERAGE])} ({_ci(row['auroc_diff_ci95'][AVERAGE])})")
+            cells.append(f"{_signed(row['auroc_diff'][AVERAGE])} {_ci(row['auroc_diff_ci95'][AVERAGE])}")
         classification.append(cells)
     activation = [["method", "maps", "activation precision", "chance level", "lift (precision / chance)",
                    "activation area"]]
 
     def add(label: str, maps: str, summary: Mapping[str, Any], key: str = "average") -> None:
         precision, area = summary["activation_precision"], summary["activation_area"]
-        chance = precision["chance"]["average"]
+        chance = precision["chance"].get(key)
         value = precision.get(key)
         lift = None if value is None or not chance else value / chance
         activation.append([label, maps, _f(value), _f(chance), _f(lift), _f(area.get(key))])

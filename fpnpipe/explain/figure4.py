@@ -141,13 +141,13 @@ def _outline(ax: Axes, fine: np.ndarray) -> None:
 def draw_figure4(case: Figure4Case, dpi: int) -> Figure:
     """The figure: the crop, then one panel per method, the annotation outlined in each; one colour bar."""
     n = 1 + len(case.panels)
-    width, height = n * (PANEL_IN + 0.15) + 0.3, PANEL_IN + 1.6
+    width, height = n * (PANEL_IN + 0.15) + 0.3, PANEL_IN + 1.9
     fig = Figure(figsize=(width, height), dpi=dpi)
     fig.suptitle(f"Test lesion {case.image_id}, true class {CLASSES[case.label]} (cyan: the fine annotation)",
                  fontsize=10)
     for k in range(n):
         left = (0.15 + k * (PANEL_IN + 0.15)) / width
-        ax = fig.add_axes((left, 0.75 / height, PANEL_IN / width, PANEL_IN / height))
+        ax = fig.add_axes((left, 1.0 / height, PANEL_IN / width, PANEL_IN / height))
         if k == 0:
             show_grey(ax, case.image)
             ax.set_title("Test image", fontsize=9)
@@ -161,7 +161,7 @@ def draw_figure4(case: Figure4Case, dpi: int) -> Figure:
                 precision = activation_precision(panel.activation, case.fine)
                 ax.set_title(f"{panel.title}\nactivation precision {precision:.2f}", fontsize=8)
         _outline(ax, case.fine)
-    bar = fig.add_axes((0.25 / width, 0.3 / height, min(4.0, width - 0.5) / width, 0.12 / height))
+    bar = fig.add_axes((0.25 / width, 0.55 / height, min(4.0, width - 0.5) / width, 0.12 / height))
     bar.set_facecolor(COLORBAR_BACKGROUND)
     colorbar = fig.colorbar(ScalarMappable(Normalize(SCALE.vmin, SCALE.vmax), COLORMAP), cax=bar,
                             orientation="horizontal")
