@@ -364,3 +364,10 @@ def test_report_writes_markdown_figures_and_an_offline_page(compared: Path) -> N
     page = (compared / "reports/compare/index.html").read_text()
     assert all(f'src="figure4/{f.name}"' in page for f in figures)
     assert "http" not in page
+
+
+def test_the_explanations_page_links_the_comparison_page() -> None:
+    from fpnpipe.explain.html import render_index, report_document
+
+    page = render_index(report_document("fpn_iaiabl", 8, 10, "chosen", None, [], []))
+    assert 'href="../compare/index.html"' in page and "dvc repro compare/dvc.yaml" in page
