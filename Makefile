@@ -1,4 +1,5 @@
-# fpnpipe: `make repro` runs the pipeline, `make test` runs the tests. Both create the environment first.
+# fpnpipe: `make repro` runs the pipeline, `make compare` the comparison with the baselines (Table 1, Figure 4),
+# `make test` runs the tests. Each creates the environment first.
 SHELL := /bin/bash
 UV_VERSION := 0.13.9
 VENV := .venv
@@ -8,7 +9,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: env repro test lint bench seeds frontier clean-outputs
+.PHONY: env repro compare test lint bench seeds frontier clean-outputs
 
 env: $(VENV)/.synced
 
@@ -22,6 +23,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 repro: env
 	dvc repro
+
+compare: env
+	dvc repro compare/dvc.yaml
 
 test: env
 	pytest -q

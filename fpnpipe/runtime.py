@@ -54,11 +54,16 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup_runtime(params: TrainParams, seed: int) -> Runtime:
-    """Seed every generator and choose the device and its speed settings."""
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (as every stage does when it starts)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def setup_runtime(params: TrainParams, seed: int) -> Runtime:
+    """Seed every generator and choose the device and its speed settings."""
+    seed_everything(seed)
     device = pick_device(params.device)
     cuda = device.type == "cuda"
     if device.type == "cpu":

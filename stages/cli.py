@@ -25,9 +25,12 @@ STAGES: dict[str, str] = {
     "show": "stages.show",
     "seeds": "stages.seeds",
     "frontier": "stages.frontier",
+    "compare-train": "stages.compare_train",
+    "compare-saliency": "stages.compare_saliency",
+    "compare-report": "stages.compare_report",
 }
 """Command name -> its module (imported by name, on demand). explain-image, show, seeds and frontier are not
-pipeline stages: dvc.yaml runs none of them."""
+pipeline stages: no dvc.yaml runs them; the compare-* commands are compare/dvc.yaml's stages."""
 
 HELP = ("FPN-IAIA-BL pipeline stages. Each command reads params.yaml, validates it, and writes its outputs "
         "atomically. dvc.yaml runs them in order; run one by hand with `python -m stages NAME`.")

@@ -23,3 +23,15 @@ PREDICTIONS = Path("reports/predictions.csv")
 PLOTS = Path("reports/plots")
 ACTIVATION_MAPS = Path("reports/activation_maps.npz")
 EXPLANATIONS = Path("reports/explanations")
+
+# The comparison with the baselines (compare/dvc.yaml); per baseline <name> of compare.models:
+COMPARE_MODELS = Path("models/compare")  # <name>/final.pt, <name>/final_prototypes.h5
+COMPARE_LIVE = Path("dvclive/compare")  # <name>/: training curves
+COMPARE_REPORTS = Path("reports/compare")
+COMPARE_MODEL_REPORTS = COMPARE_REPORTS / "models"  # <name>/metrics.json, <name>/predictions.csv
+COMPARE_SALIENCY = COMPARE_REPORTS / "saliency"  # maps.h5, metrics.json
+TABLE1_JSON = COMPARE_REPORTS / "table1.json"
+TABLE1_MD = COMPARE_REPORTS / "table1.md"
+FIGURE4 = COMPARE_REPORTS / "figure4"
+COMPARE_INDEX = COMPARE_REPORTS / "index.html"
+COMPARE_COMMAND = "dvc repro compare/dvc.yaml"

@@ -108,8 +108,17 @@ def closure(start: list[Path]) -> set[Path]:
     return seen
 
 
+PIPELINES = ("dvc.yaml", "compare/dvc.yaml")
+"""Every pipeline file; the stages of compare/dvc.yaml run from the repository root (wdir: ..)."""
+
+
 def _dvc_stages() -> dict[str, dict]:
-    return YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
+    """{stage: its definition} over every pipeline file (a foreach stage by its `do` template)."""
+    stages: dict[str, dict] = {}
+    for file in PIPELINES:
+        for name, stage in YAML(typ="safe").load((ROOT / file).read_text())["stages"].items():
+            stages[name if file == "dvc.yaml" else f"{file}:{name}"] = stage.get("do", stage)
+    return stages
 
 
 def _stage_module(cmd: str) -> str | None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from fpnpipe.classes import FPN_LEVELS, FPN_STRIDES
 from fpnpipe.config.base import ConfigError, Section
+from fpnpipe.config.compare import MAIN_MODEL, BaselineOverrides, CompareParams
 from fpnpipe.config.data import (
     CbisParams,
     CropParams,
@@ -40,8 +42,11 @@ from fpnpipe.config.train import (
 from fpnpipe.model.registry import ARCHITECTURES
 
 __all__ = [
+    "MAIN_MODEL",
     "AugmentParams",
+    "BaselineOverrides",
     "CbisParams",
+    "CompareParams",
     "ConfigError",
     "CropParams",
     "DataParams",
@@ -105,20 +110,61 @@ class Params(Section):
     finetune: FinetuneParams = FinetuneParams()
     eval: EvalParams = EvalParams()
     explain: ExplainParams = ExplainParams()
+    compare: CompareParams = CompareParams()
 
     @model_validator(mode="after")
     def _prototypes_fit_the_maps(self) -> Params:
         problems = prototype_map_problems(self.model, self.prototypes, self.crop.size)
         if problems:
-            raise ValidationError.from_exception_data(
-                "Params",
-                [
-                    {"type": PydanticCustomError("map_size", "{message}", {"message": message}), "loc": loc,
-                     "input": value}
-                    for loc, message, value in problems
-                ],
-            )
+            raise _located_errors([(loc, "map_size", message, value) for loc, message, value in problems])
         return self
+
+    @model_validator(mode="after")
+    def _baselines_are_valid(self, info: ValidationInfo) -> Params:
+        """Each baseline's merged params are valid params; errors are named under compare.models.<name>."""
+        if info.context and info.context.get("baseline"):
+            return self  # a baseline's own params: its siblings were checked with the parent's
+        problems: list[tuple[tuple[str | int, ...], str, str, object]] = []
+        for name in self.compare.models:
+            try:
+                self.baseline(name)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = ("compare", "models", name, *err["loc"])
+                    problems.append((loc, err["type"], err["msg"], err.get("input")))
+        if problems:
+            raise _located_errors(problems)
+        return self
+
+    def baseline(self, name: str) -> Params:
+        """The params a baseline of `compare.models` trains and is evaluated with: these params with its
+        overrides merged into the shared sections, model.arch = its own or `name`, and no baselines of its
+        own. Raises KeyError for a name not in compare.models, ValidationError for invalid merged params."""
+        overrides: BaselineOverrides = self.compare.models[name]
+        data = self.model_dump(mode="json")
+        data["model"]["arch"] = name
+        for section, changes in overrides.changes().items():
+            data[section] = _merged(data[section], changes)
+        return Params.model_validate_json(json.dumps(data), context={"baseline": True})
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` merged in: mappings key by key, any other value replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _located_errors(problems: list[tuple[tuple[str | int, ...], str, str, object]]) -> ValidationError:
+    """A ValidationError of Params from (location, error type, message, input) rows."""
+    return ValidationError.from_exception_data(
+        "Params",
+        [
+            {"type": PydanticCustomError(kind, "{message}", {"message": message}), "loc": loc, "input": value}
+            for loc, kind, message, value in problems
+        ],
+    )
 
 
 def prototype_map_problems(
@@ -128,12 +174,14 @@ def prototype_map_problems(
     params: the border (prototypes.border_fraction) must leave at least one interior cell, and top-k
     pooling (prototypes.top_k) needs at least k interior cells. Only the maps the architecture pools are
     checked, as the registry declares them (fpnpipe.model.registry: e.g. every FPN level holding a
-    prototype for fpn_iaiabl, the conv-5 map with the level-5 k for iaiabl, none for vgg16)."""
+    prototype for fpn_iaiabl, the conv-5 map with the level-5 k for iaiabl, with k = 1 for protopnet, none
+    for vgg16)."""
     pooling = ARCHITECTURES[model.arch].pooling
     if pooling == "none":
         return []
     counts = prototypes.per_class.per_level()
-    levels = [FPN_LEVELS[-1]] if pooling == "top_level" else [level for level in FPN_LEVELS if sum(counts[level]) > 0]
+    single = pooling in ("top_level", "top_level_max")
+    levels = [FPN_LEVELS[-1]] if single else [level for level in FPN_LEVELS if sum(counts[level]) > 0]
     problems: list[tuple[tuple[str | int, ...], str, object]] = []
     for level in levels:
         index = FPN_LEVELS.index(level)
@@ -148,7 +196,7 @@ def prototype_map_problems(
                 prototypes.border_fraction,
             ))
             continue
-        k = prototypes.top_k[index]
+        k = 1 if pooling == "top_level_max" else prototypes.top_k[index]
         if k > inner * inner:
             after_border = f" ({inner} x {inner} inside the border)" if inner != cells else ""
             problems.append((

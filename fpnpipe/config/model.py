@@ -25,7 +25,8 @@ class ModelParams(Section):
     """Architecture.
 
     arch: a registered architecture (fpnpipe/model/registry.py): fpn_iaiabl (the paper), iaiabl
-    (single-scale baseline on the conv-5 map) or vgg16 (black box).
+    (single-scale baseline on the conv-5 map), protopnet (iaiabl with max pooling and no fine-annotation
+    loss) or vgg16 (black box).
     width: channel multiplier of every backbone layer; < 1 is the CPU quickstart. Such a thinner VGG-16 has
     other tensor shapes than torchvision's, so it cannot take ImageNet weights (`pretrained` must be null).
     pretrained: path to a local file holding torchvision's VGG-16 ImageNet state dict; null = random init.

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from fpnpipe.classes import CLASSES, NEGATIVE
 from fpnpipe.config import AugmentParams
 from fpnpipe.data.augment import augment_pair
 from fpnpipe.data.schema import CropSet
@@ -108,6 +109,13 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter((int(i), k) for k, i in enumerate(self.order.tolist()))
+
+
+def annotated_lesion_rows(crops: CropSet) -> np.ndarray:
+    """(n,) rows, in order, of the margin-class crops with a fine annotation: the crops every activation metric
+    is measured on (prototype maps and saliency maps alike) and the Figure-4 cases are drawn from."""
+    margin = crops.label != CLASSES.index(NEGATIVE)
+    return np.nonzero(crops.has_fine & margin)[0]
 
 
 def split_crops(lesions: CropSet, negatives: CropSet, split: str) -> CropSet:

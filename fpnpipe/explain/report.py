@@ -62,6 +62,11 @@ class ReportInputs:
     plots_dir: Path | None
 
 
+COMPARISON_LINKS = ({"href": "../compare/index.html",
+                     "title": "beside its baselines (Table 1, Figure 4; built by dvc repro compare/dvc.yaml)"},)
+"""The comparison report of compare/dvc.yaml, linked from the top of the page (absent until it is built)."""
+
+
 @dataclass(frozen=True)
 class ReportSummary:
     cases: int
@@ -158,7 +163,7 @@ def write_report(
     metrics = inputs.metrics
     document = report_document(model.arch, n_prototypes, len(test), SELECTION.format(n=params.n_cases), note,
                                entries, gallery, metrics, metric_warnings(metrics) if metrics else (),
-                               crops=crops, prototypes=prototypes, plots=plots)
+                               crops=crops, prototypes=prototypes, plots=plots, links=COMPARISON_LINKS)
     write_json(folder / "cases.json", document)
     write_text(folder / "index.html", render_index(document))
     correct = int(np.sum([bool(e["correct"]) for e in entries]))

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-Pooling = Literal["per_level", "top_level", "none"]
-"""Which latent maps an architecture pools prototypes on: per_level = every FPN level holding prototypes,
-each with its own top-k; top_level = one map at FPN level 5 (the conv-5 map) with the level-5 top-k,
-holding every prototype; none = no prototypes."""
+Pooling = Literal["per_level", "top_level", "top_level_max", "none"]
+"""Which latent maps an architecture pools prototypes on, and with which k: per_level = every FPN level
+holding prototypes, each with its own top-k; top_level = one map at FPN level 5 (the conv-5 map) with the
+level-5 top-k, holding every prototype; top_level_max = that map pooled by its maximum (k = 1, prototypes.top_k
+not read); none = no prototypes."""
 
 
 class Architecture(NamedTuple):
     module: str
     """The module that builds it."""
     pooling: Pooling
+    label: str
+    """Its name in tables and figures (e.g. the comparison's Table 1)."""
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "fpn_iaiabl": Architecture("fpnpipe.model.archs.fpn_iaiabl", "per_level"),
-    "iaiabl": Architecture("fpnpipe.model.archs.iaiabl", "top_level"),
-    "vgg16": Architecture("fpnpipe.model.archs.vgg16", "none"),
+    "fpn_iaiabl": Architecture("fpnpipe.model.archs.fpn_iaiabl", "per_level", "FPN-IAIA-BL"),
+    "iaiabl": Architecture("fpnpipe.model.archs.iaiabl", "top_level", "IAIA-BL"),
+    "vgg16": Architecture("fpnpipe.model.archs.vgg16", "none", "VGG-16"),
+    "protopnet": Architecture("fpnpipe.model.archs.protopnet", "top_level_max", "ProtoPNet"),
 }
