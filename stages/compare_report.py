@@ -93,7 +93,8 @@ def main(params: Path = PARAMS_OPTION) -> None:
         figures = write_figures(tmp, cases, p.compare.dpi)
     intro = [f"Built by `{COMPARE_COMMAND}`: every model trained on the same crops, split and seeds (data "
              f"{p.seed.data}, training {p.seed.train}) with the same epochs; numbers from the saved test "
-             "predictions. One seed: the intervals describe the test sample, not training runs. The same tables are in table1.md, the numbers in table1.json."]
+             "predictions. One seed: the intervals describe the test sample, not training runs. The same "
+             "tables are in table1.md, the numbers in table1.json."]
     page = render_compare_page(
         intro,
         [("Margin classification among the test lesions (Table 1)",
