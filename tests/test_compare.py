@@ -368,6 +368,7 @@ def test_report_writes_markdown_figures_and_an_offline_page(compared: Path) -> N
 
 def test_the_explanations_page_links_the_comparison_page() -> None:
     from fpnpipe.explain.html import render_index, report_document
+    from fpnpipe.explain.report import COMPARISON_LINKS
 
-    page = render_index(report_document("fpn_iaiabl", 8, 10, "chosen", None, [], []))
+    page = render_index(report_document("fpn_iaiabl", 8, 10, "chosen", None, [], [], links=COMPARISON_LINKS))
     assert 'href="../compare/index.html"' in page and "dvc repro compare/dvc.yaml" in page
