@@ -108,8 +108,14 @@ def closure(start: list[Path]) -> set[Path]:
     return seen
 
 
+PIPELINE_FILES = ("dvc.yaml", "stages/dvc.yaml")  # stages/dvc.yaml: synth, apart so only synthetic runs build it
+
+
 def _dvc_stages() -> dict[str, dict]:
-    return YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
+    stages: dict[str, dict] = {}
+    for name in PIPELINE_FILES:
+        stages.update(YAML(typ="safe").load((ROOT / name).read_text())["stages"])
+    return stages
 
 
 def _stage_module(cmd: str) -> str | None:

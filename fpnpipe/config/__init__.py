@@ -27,6 +27,7 @@ from fpnpipe.config.data import (
     PreprocessParams,
     SplitParams,
     SynthParams,
+    raw_dir_problem,
 )
 from fpnpipe.config.model import LossParams, ModelParams, PrototypeParams, border_cells
 from fpnpipe.config.report import EvalParams, ExplainParams
@@ -63,6 +64,7 @@ __all__ = [
     "load_params",
     "parse_params",
     "prototype_map_problems",
+    "raw_dir_problem",
 ]
 
 
