@@ -55,7 +55,7 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         changes = {"synth": {**PHANTOMS, "out_dir": "raw"},
                    "data": {"raw_dir": "raw", "manifest": "raw/manifest.csv"},
                    "crop": {"size": SIZE}, "preprocess": {"jobs": 1},
-                   "negatives": {"min_distance_px": 8.0, "skin_margin_px": 4}}
+                   "negatives": {"ratio": 1.0, "min_distance_px": 8.0, "skin_margin_px": 4}}
         write_params(root / "params.yaml", changes)
         write_params(root / "unmatched.yaml", {**changes, "negatives": {**changes["negatives"], "match": False}})
         _stage("synth", "--params", "params.yaml")
@@ -218,7 +218,7 @@ def test_a_template_that_found_no_place_goes_to_another_image_normals_first() ->
 
 
 def test_negatives_params_are_checked() -> None:
-    assert NegativesParams().ratio == 1.0
+    assert NegativesParams().ratio == 2.0
     for bad, key in [({"ratio": 0.0}, "negatives.ratio"), ({"candidates": 0}, "negatives.candidates"),
                      ({"candidates": 50, "max_attempts": 10}, "max_attempts (10) must be at least candidates (50)"),
                      ({"per_normal_image": 4}, "replaced by negatives.ratio")]:

@@ -210,7 +210,7 @@ class NegativesParams(Section):
     matched). min_distance_px: gap kept from every lesion box, source pixels. skin_margin_px: patch centres
     lie at least this far inside the breast outline. max_attempts: boxes drawn per patch at most."""
 
-    ratio: float = Field(1.0, gt=0, le=100)
+    ratio: float = Field(2.0, gt=0, le=100)
     match: bool = True
     candidates: int = Field(24, ge=1, le=10_000)
     min_distance_px: float = Field(32.0, ge=0)
