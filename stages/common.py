@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 
-from fpnpipe.config import ConfigError, Params, load_params
+from fpnpipe.config import ConfigError, Params, load_params, raw_dir_problem
 from fpnpipe.log import console, setup_logging
 
 PARAMS_OPTION = typer.Option(
@@ -33,3 +33,10 @@ def start(stage: str, params_path: Path) -> Params:
         fail(f"{stage}: {exc}", code=2)
     log.info("%s: params from %s", stage, params_path)
     return params
+
+
+def check_raw_dir(stage: str, params: Params, params_path: Path) -> None:
+    """Stop a stage that depends on data.raw_dir in dvc.yaml when it does not fit data.source (status 2)."""
+    problem = raw_dir_problem(params.data, params.synth)
+    if problem:
+        fail(f"{stage}: invalid params:\n  {params_path}: {problem}", code=2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from stages.common import PARAMS_OPTION, fail, log, start
+from stages.common import PARAMS_OPTION, check_raw_dir, fail, log, start
 from stages.paths import CROPS, IMAGES, THUMBNAILS
 from stages.paths import PREPROCESS_REPORT as REPORT
 
@@ -19,6 +19,7 @@ def main(
     strict: bool = typer.Option(False, "--strict", help="Fail if any row is rejected (also preprocess.strict)."),
 ) -> None:
     p = start("preprocess", params)
+    check_raw_dir("preprocess", p, params)
     strict = strict or p.preprocess.strict
 
     from fpnpipe.atomic import write_json

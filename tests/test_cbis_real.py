@@ -128,7 +128,7 @@ def test_preprocess_and_negatives_on_real_cbis_files(tcia, in_tmp: Path, run_sta
         "crop": CROP,
         "split": {"val_fraction": 0.0, "test_fraction": 0.0},
         "preprocess": {"jobs": 1},
-        "negatives": {"per_lesion_image": 1, "min_distance_px": 64.0, "skin_margin_px": 32},
+        "negatives": {"ratio": 1.0, "min_distance_px": 64.0, "skin_margin_px": 32},
     })
     result = run_stage("preprocess", "--params", "params.yaml")
     assert result.exit_code == 0, result.output
@@ -180,7 +180,7 @@ def test_preprocess_and_negatives_on_real_cbis_files(tcia, in_tmp: Path, run_sta
     result = run_stage("negatives", "--params", "params.yaml")
     assert result.exit_code == 0, result.output
     negatives = read_crops("data/processed/negatives.h5")
-    assert len(negatives) >= 6  # one per lesion view, found again through the CSV rows
+    assert len(negatives) >= 6  # negatives.ratio 1: one per lesion crop, images found again through the CSV rows
     for k in range(len(negatives)):
         assert originals[negatives.image_id[k].split("#")[0]].startswith(("Mass-Test_P_00173", "Mass-Test_P_00820"))
     # Nothing under data/processed or reports names a CBIS case, patient or UID.

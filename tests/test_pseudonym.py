@@ -122,7 +122,7 @@ def identifying(in_tmp: Path) -> Path:
         "crop": {"size": 32, "context": 1.5, "margin_band_px": 2},
         "split": {"val_fraction": 0.0, "test_fraction": 0.0},
         "preprocess": {"jobs": 1},
-        "negatives": {"per_normal_image": 2, "per_lesion_image": 1, "min_distance_px": 8.0, "skin_margin_px": 4},
+        "negatives": {"ratio": 1.0, "min_distance_px": 8.0, "skin_margin_px": 4},
     })
     return in_tmp
 

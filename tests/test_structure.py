@@ -108,8 +108,8 @@ def closure(start: list[Path]) -> set[Path]:
     return seen
 
 
-PIPELINES = ("dvc.yaml", "compare/dvc.yaml")
-"""Every pipeline file; the stages of compare/dvc.yaml run from the repository root (wdir: ..)."""
+PIPELINES = ("dvc.yaml", "stages/dvc.yaml", "compare/dvc.yaml")
+"""Every pipeline file; the stages of the others run from the repository root (wdir)."""
 
 
 def _dvc_stages() -> dict[str, dict]:

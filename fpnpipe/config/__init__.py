@@ -29,6 +29,7 @@ from fpnpipe.config.data import (
     PreprocessParams,
     SplitParams,
     SynthParams,
+    raw_dir_problem,
 )
 from fpnpipe.config.model import LossParams, ModelParams, PrototypeParams, border_cells
 from fpnpipe.config.report import EvalParams, ExplainParams
@@ -68,6 +69,7 @@ __all__ = [
     "load_params",
     "parse_params",
     "prototype_map_problems",
+    "raw_dir_problem",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -202,11 +203,59 @@ class PreprocessParams(Section):
 
 
 class NegativesParams(Section):
-    """Lesion-free tissue patches for the negative class."""
+    """Lesion-free tissue patches for the negative class (fpnpipe.data.negatives).
 
-    per_normal_image: int = Field(4, ge=0, le=1000)
-    per_lesion_image: int = Field(1, ge=0, le=1000)
+    ratio: negative patches per lesion crop, in each split. candidates: valid boxes compared per patch when
+    matching it to its lesion-crop template; match false takes the first (side copied, nothing else
+    matched). min_distance_px: gap kept from every lesion box, source pixels. skin_margin_px: patch centres
+    lie at least this far inside the breast outline. max_attempts: boxes drawn per patch at most."""
+
+    ratio: float = Field(2.0, gt=0, le=100)
+    match: bool = True
+    candidates: int = Field(24, ge=1, le=10_000)
     min_distance_px: float = Field(32.0, ge=0)
-    min_breast_fraction: float = Field(0.95, gt=0, le=1)
     skin_margin_px: int = Field(8, ge=0)
-    max_attempts: int = Field(200, ge=1)
+    max_attempts: int = Field(200, ge=1, le=100_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: object) -> object:
+        if isinstance(data, dict):
+            old = sorted(k for k in ("per_normal_image", "per_lesion_image", "min_breast_fraction") if k in data)
+            if old:
+                raise ValueError(
+                    f"{', '.join(old)}: replaced by negatives.ratio (patches per lesion crop, in each split) and "
+                    "matching to the lesion crops' framing (README, 'Negative patches'); remove the key")
+        return data
+
+    @model_validator(mode="after")
+    def _attempts(self) -> NegativesParams:
+        if self.max_attempts < self.candidates:
+            raise ValueError(f"max_attempts ({self.max_attempts}) must be at least candidates ({self.candidates})")
+        return self
+
+
+def _norm(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/"))
+
+
+def raw_dir_problem(data: DataParams, synth: SynthParams) -> str | None:
+    """Why data.raw_dir does not fit data.source, or None. DVC links preprocess and negatives (which depend
+    on data.raw_dir) to the synth stage (whose output is synth.out_dir) by path: synth runs exactly when the
+    two overlap. So the synthetic source needs raw_dir = synth.out_dir (and reads the manifest synth writes
+    there); any other source needs a raw_dir apart from synth.out_dir, or `dvc repro` would build phantoms."""
+    raw, out = _norm(data.raw_dir), _norm(synth.out_dir)
+    if data.source == "synthetic":
+        if raw != out:
+            return (f"data.raw_dir {data.raw_dir!r} must be synth.out_dir {synth.out_dir!r} for data.source synthetic "
+                    "(the folder the synth stage writes, so that DVC runs synth before preprocess)")
+        if _norm(data.manifest) != posixpath.join(out, "manifest.csv"):
+            return (f"data.manifest {data.manifest!r} must be {posixpath.join(out, 'manifest.csv')!r} for "
+                    "data.source synthetic (the manifest the synth stage writes)")
+        return None
+    overlap = raw == out or out.startswith(raw.rstrip("/") + "/") or raw.startswith(out.rstrip("/") + "/")
+    if overlap or raw == ".":
+        return (f"data.raw_dir {data.raw_dir!r} overlaps synth.out_dir {synth.out_dir!r}: with data.source "
+                f"{data.source} point it at the folder holding your data (e.g. data/raw/{data.source}), or DVC "
+                "would build the synthetic phantoms for nothing")
+    return None

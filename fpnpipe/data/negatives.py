@@ -1,4 +1,17 @@
-"""Lesion-free tissue patches (the negative class): inside the breast, away from every lesion."""
+"""Lesion-free tissue patches (the negative class), drawn to look like lesion crops in everything but the lesion.
+
+Each patch imitates a training lesion crop (its template, fpnpipe.data.negative_plan): it copies the
+template's box side, is centred inside the breast, may pass the image border (zero padding, with the same
+crop.min_image_fraction limit as lesion crops) and may hold air, and keeps at least
+negatives.min_distance_px from every lesion box of its image. Among `negatives.candidates` such boxes,
+drawn at random positions, the one whose crop statistics (pixel mean and standard deviation, share of dark
+pixels = air or padding, distance from the centre to the nearest dark pixel: fpnpipe.data.crop_stats) lie
+nearest the template's is taken (nearest-neighbour matching, Rubin 1973; distance in units of each statistic's spread
+over the lesion crops). So framing, position relative to the breast edge, share of air and intensity
+statistics follow the lesion crops' distribution, and a classifier on them cannot tell the classes apart
+(reports/negatives.json gives its cross-validated AUROC). With negatives.match false the first valid
+candidate is taken: side copied, nothing else matched (an ablation).
+"""
 
 from __future__ import annotations
 
@@ -7,23 +20,24 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from fpnpipe.classes import NEGATIVE_INDEX
-from fpnpipe.config import NegativesParams
-from fpnpipe.data.crops import IntBox, crop_image
-from fpnpipe.data.image_table import ImageEntry
+from fpnpipe.config import CropParams, NegativesParams
+from fpnpipe.data.crop_stats import EDGE_CAP, MATCHED, columns, crop_statistics, framing_report
+from fpnpipe.data.crops import IntBox, crop_image, inside_fraction
 from fpnpipe.data.images import ImageReadError, read_image
 from fpnpipe.data.intensity import normalize_intensity
-from fpnpipe.data.schema import CropSet
+from fpnpipe.data.negative_plan import NegativeJob, NegativePlan, NegativeSource, Template, plan_negatives, redeal
+from fpnpipe.data.schema import SPLITS, CropSet
 from fpnpipe.parallel import map_progress
 
 _MASK_MAX_SIDE = 1024  # the breast mask is computed on a subsampled image no larger than this
 _MAX_OVERLAP_IOU = 0.25  # patches of one image may overlap this much at most
+DEALING_ROUNDS = 3
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -39,22 +53,38 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between))])
 
 
-def breast_mask(image: np.ndarray, skin_margin_px: int) -> tuple[np.ndarray, int]:
-    """Interior of the breast on a subsampled grid: (h, w) bool mask and the subsampling step f
-    (mask[i, j] describes image pixel (i*f, j*f)). Largest bright component, holes filled, eroded by
-    `skin_margin_px` so the skin line and the air boundary are excluded."""
+def breast_depth(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Depth inside the breast on a subsampled grid: (h, w) float32 distance in source pixels from each cell
+    to the nearest cell outside the breast or beyond the image border (0 outside the breast), and the
+    subsampling step f (depth[i, j] describes image pixel (i*f, j*f)). The breast is the largest component
+    brighter than the Otsu threshold, holes filled."""
     f = max(1, math.ceil(max(image.shape) / _MASK_MAX_SIDE))
     small = image[::f, ::f]
     tissue = small > otsu_threshold(small)
     labels, n = ndimage.label(tissue)
     if n == 0:
-        return np.zeros_like(tissue), f
+        return np.zeros(tissue.shape, np.float32), f
     sizes = ndimage.sum_labels(tissue, labels, index=np.arange(1, n + 1))
     mask = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
-    radius = skin_margin_px / f
-    if radius > 0:
-        mask = ndimage.distance_transform_edt(mask) > radius
-    return mask, f
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]  # the image border counts as outside
+    return (depth * f).astype(np.float32), f
+
+
+def centre_cells(depth: np.ndarray, step: int, side: int, edge: float | None, skin_margin_px: int) -> np.ndarray:
+    """(K, 2) [x, y] image coordinates of the cells a patch of `side` source pixels may be centred on: inside
+    the breast by more than `skin_margin_px`, and, when `edge` is given (the template's distance from its
+    centre to the nearest air or padding, as a share of its side, crop_stats.edge_distance), at that depth:
+    at least half a side deep for a template with no air within half a side (edge at its cap 0.5), else
+    within a tenth of a side of edge x side; the cells nearest that depth when none is."""
+    inside = depth > skin_margin_px
+    ok = inside
+    if edge is not None and inside.any():
+        want = edge * side
+        gap = np.maximum(want - depth, 0.0) if edge >= EDGE_CAP else np.abs(depth - want)
+        gap = np.where(inside, gap, np.inf)
+        ok = inside & (gap <= gap.min() + max(0.1 * side, 2.0 * step))
+    ys, xs = np.nonzero(ok)
+    return np.stack([xs * step, ys * step], axis=1)
 
 
 def box_distance(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -72,115 +102,126 @@ def _iou(a: IntBox, b: IntBox) -> float:
     return inter / union if union else 0.0
 
 
+
 @dataclass(frozen=True)
 class NegativeResult:
-    crops: CropSet
-    wanted: int
-    note: str | None
-    """Why fewer patches than wanted were taken (or the image was skipped), else None."""
+    """What one job gave: boxes and their (K, S, S) crops, the templates that found no place, and a note
+    when the image could not be used at all."""
+
+    boxes: list[IntBox]
+    pixels: np.ndarray
+    failed: list[Template]
+    note: str | None = None
 
 
-def sample_boxes(
-    mask: np.ndarray,
+@dataclass(frozen=True)
+class Sampling:
+    """What every image's sampling shares: the params, the crop geometry and the matching distance's units."""
+
+    params: NegativesParams
+    crop: CropParams
+    scale: tuple[float, ...]
+
+
+def draw_patch(
+    image: np.ndarray,
+    depth: np.ndarray,
     step: int,
-    shape: tuple[int, int],
+    template: Template,
     lesion_boxes: tuple[tuple[float, float, float, float], ...],
-    sides: np.ndarray,
-    count: int,
-    params: NegativesParams,
+    taken: list[IntBox],
+    sampling: Sampling,
     rng: np.random.Generator,
-) -> list[IntBox]:
-    """Up to `count` square boxes fully inside the image, at least `min_breast_fraction` inside the breast
-    interior `mask`, at least `min_distance_px` from every lesion box, overlapping each other little.
-    Side lengths are drawn from `sides` (source pixels), so patches have the scale of the lesion crops."""
-    h, w = shape
-    integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    ys, xs = np.nonzero(mask)
-    boxes: list[IntBox] = []
-    if ys.size == 0:
-        return boxes
+) -> tuple[IntBox, np.ndarray] | None:
+    """One patch imitating `template` on a normalised (H, W) image: its box and (S, S) crop, or None when
+    no valid box turned up in negatives.max_attempts draws. A box is valid when its centre lies on a cell
+    of `centre_cells` (the breast depth map `depth`, subsampled by `step`; at the template's depth when
+    matching), at least crop.min_image_fraction of it lies inside the image, it keeps
+    negatives.min_distance_px from every lesion box and overlaps no `taken` box by more than IoU 0.25.
+    Among the first negatives.candidates valid boxes, the one whose statistics are nearest the template's
+    wins (the first one when negatives.match is false)."""
+    params, crop = sampling.params, sampling.crop
+    h, w = image.shape
+    side = max(2, min(template.side, max(h, w)))
+    target = np.asarray(template.stats)
+    scale = np.asarray(sampling.scale)
+    edge = template.stats[MATCHED.index("edge_distance")] if params.match else None
+    centres = centre_cells(depth, step, side, edge, params.skin_margin_px)
+    if len(centres) == 0:
+        return None
+    best: tuple[float, IntBox, np.ndarray] | None = None
+    valid = 0
     for _ in range(params.max_attempts):
-        if len(boxes) == count:
-            break
-        side = int(min(rng.choice(sides), h, w))
-        i = int(rng.integers(ys.size))
-        cy, cx = ys[i] * step, xs[i] * step
-        x0 = int(np.clip(cx - side // 2, 0, w - side))
-        y0 = int(np.clip(cy - side // 2, 0, h - side))
+        cx, cy = centres[int(rng.integers(len(centres)))] + rng.integers(0, step, 2)
+        x0, y0 = int(cx) - side // 2, int(cy) - side // 2
         box = (x0, y0, x0 + side, y0 + side)
-        # Fraction of the box inside the breast interior, on the subsampled grid (summed-area table).
-        r0, c0 = y0 // step, x0 // step
-        r1, c1 = max(r0 + 1, -(-box[3] // step)), max(c0 + 1, -(-box[2] // step))
-        r1, c1 = min(r1, mask.shape[0]), min(c1, mask.shape[1])
-        inside = integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
-        if inside < params.min_breast_fraction * (r1 - r0) * (c1 - c0):
+        if inside_fraction(box, (h, w)) < crop.min_image_fraction:
             continue
         if any(box_distance(box, lb) < params.min_distance_px for lb in lesion_boxes):
             continue
-        if any(_iou(box, b) > _MAX_OVERLAP_IOU for b in boxes):
+        if any(_iou(box, b) > _MAX_OVERLAP_IOU for b in taken):
             continue
-        boxes.append(box)
-    return boxes
-
-
-@dataclass(frozen=True)
-class NegativeSource:
-    """An image of the table and its file, found again through the manifest row that names it (None when
-    that row no longer resolves to a file)."""
-
-    entry: ImageEntry
-    image_path: Path | None
-
-
-def locate(entries: list[ImageEntry], paths: dict[tuple[str, int], Path]) -> list[NegativeSource]:
-    """Each entry with its file from {(source, row): image file} (see fpnpipe.data.sources.image_paths)."""
-    return [NegativeSource(e, paths.get((e.source, e.row))) for e in entries]
+        pixels = crop_image(image, box, crop.size)
+        if pixels.min() == pixels.max():
+            continue
+        valid += 1
+        if not params.match:
+            return box, pixels
+        stats = columns(crop_statistics(pixels[None], np.array([side])), MATCHED)[0]
+        distance = float((((stats - target) / scale) ** 2).sum())
+        if best is None or distance < best[0]:
+            best = (distance, box, pixels)
+        if valid == params.candidates:
+            break
+    return None if best is None else (best[1], best[2])
 
 
 def negatives_for_image(
-    source: NegativeSource,
-    sides: np.ndarray,
-    params: NegativesParams,
-    crop_size: int,
-    seed: int,
-    voi_window: bool,
-    percentiles: tuple[float, float],
+    job: NegativeJob, sampling: Sampling, seed: int, voi_window: bool, percentiles: tuple[float, float]
 ) -> NegativeResult:
-    """Negative patches from one image, seeded by (seed, image_id) so the result does not depend on
-    which worker runs it or in what order."""
-    entry = source.entry
-    wanted = params.per_lesion_image if entry.lesion_boxes else params.per_normal_image
-    empty = CropSet.empty(crop_size)
-    if wanted == 0:
-        return NegativeResult(empty, 0, None)
-    if not entry.all_lesions_known:
-        return NegativeResult(empty, wanted, "a lesion row of this image was rejected, so its extent is unknown")
-    if source.image_path is None:
-        return NegativeResult(empty, wanted, f"{entry.source} row {entry.row} no longer names a readable image; "
-                                             "rerun preprocess")
+    """The patches of one job, one per template, seeded by (seed, image_id, round) so the result does not
+    depend on which worker runs it or in what order."""
+    size = sampling.crop.size
+    none = np.zeros((0, size, size), np.float32)
+    if job.source.image_path is None:
+        return NegativeResult([], none, list(job.templates), "no image file")
     try:
-        image = normalize_intensity(read_image(source.image_path, voi_window=voi_window), percentiles)
+        image = normalize_intensity(read_image(job.source.image_path, voi_window=voi_window), percentiles)
     except (ImageReadError, ValueError) as exc:
-        return NegativeResult(empty, wanted, f"unreadable: {getattr(exc, 'reason', None) or exc}")
-    mask, step = breast_mask(image, params.skin_margin_px)
-    rng = np.random.default_rng([seed, zlib.crc32(entry.image_id.encode())])
-    boxes = sample_boxes(mask, step, image.shape, entry.lesion_boxes, sides, wanted, params, rng)
-    note = None if len(boxes) == wanted else f"found {len(boxes)} of {wanted} patches in {params.max_attempts} attempts"
-    if not boxes:
-        return NegativeResult(empty, wanted, note)
-    n, s = len(boxes), crop_size
-    crops = CropSet(
-        images=np.stack([crop_image(image, b, s) for b in boxes]),
-        fine=np.zeros((n, s, s), np.uint8),
+        return NegativeResult([], none, list(job.templates), f"unreadable: {getattr(exc, 'reason', None) or exc}")
+    depth, step = breast_depth(image)
+    if not (depth > sampling.params.skin_margin_px).any():
+        return NegativeResult([], none, list(job.templates), "no breast tissue found (Otsu threshold)")
+    rng = np.random.default_rng([seed, zlib.crc32(job.source.entry.image_id.encode()), job.round])
+    taken = list(job.taken)
+    boxes: list[IntBox] = []
+    pixels: list[np.ndarray] = []
+    failed: list[Template] = []
+    for template in job.templates:
+        drawn = draw_patch(image, depth, step, template, job.source.entry.lesion_boxes, taken, sampling, rng)
+        if drawn is None:
+            failed.append(template)
+            continue
+        boxes.append(drawn[0])
+        pixels.append(drawn[1])
+        taken.append(drawn[0])
+    return NegativeResult(boxes, np.stack(pixels) if pixels else none, failed)
+
+
+def _patches(source: NegativeSource, boxes: list[IntBox], pixels: np.ndarray, size: int) -> CropSet:
+    """The CropSet of one image's patches, numbered #neg1, #neg2, ... in the order they were taken."""
+    n, entry = len(boxes), source.entry
+    return CropSet(
+        images=pixels,
+        fine=np.zeros((n, size, size), np.uint8),
         has_fine=np.ones(n, bool),  # annotated: nothing in a negative patch is relevant
-        roi=np.zeros((n, s, s), np.uint8),
+        roi=np.zeros((n, size, size), np.uint8),
         label=np.full(n, NEGATIVE_INDEX, np.int64),
         split=np.array([entry.split] * n, dtype=object),
         patient_id=np.array([entry.patient_id] * n, dtype=object),
         image_id=np.array([f"{entry.image_id}#neg{k}" for k in range(1, n + 1)], dtype=object),
-        source_box=np.array(boxes, np.float32),
+        source_box=np.array(boxes, np.float32).reshape(n, 4),
     )
-    return NegativeResult(crops, wanted, note)
 
 
 @dataclass(frozen=True)
@@ -192,28 +233,59 @@ class NegativeSet:
     notes: list[dict[str, str]]
 
 
-def lesion_sides(crops: CropSet) -> np.ndarray:
-    """Sorted side lengths (source pixels) of the training lesion crops (all crops if the training split is
-    empty): negative patches draw their sides from these, so scale is no cue to the class."""
-    train = crops.split == "train"
-    boxes = crops.source_box[train] if train.any() else crops.source_box
-    return np.sort(np.round(boxes[:, 2] - boxes[:, 0]).astype(np.int64))
-
-
 def sample_negatives(
-    sources: list[NegativeSource], sides: np.ndarray, params: NegativesParams, crop_size: int, seed: int,
+    plan: NegativePlan, params: NegativesParams, crop: CropParams, seed: int,
     voi_window: bool, percentiles: tuple[float, float], jobs: int,
 ) -> NegativeSet:
-    """Negative patches from every source image (negatives_for_image) with `jobs` processes, and the report."""
-    work = partial(negatives_for_image, sides=sides, params=params, crop_size=crop_size, seed=seed,
-                   voi_window=voi_window, percentiles=percentiles)
-    results = map_progress(work, sources, jobs, "negatives")
-    patches = CropSet.concat([r.crops for r in results], crop_size)
-    notes = [{"image": src.entry.image_id, "note": r.note} for src, r in zip(sources, results, strict=True) if r.note]
+    """The patches of every job of `plan` (negatives_for_image, `jobs` processes), and the report. A template
+    that finds no place on its image is dealt to another image of its split (negative_plan.redeal), for at
+    most DEALING_ROUNDS rounds in all."""
+    sampling = Sampling(params, crop, plan.scale)
+    work = partial(negatives_for_image, sampling=sampling, seed=seed, voi_window=voi_window,
+                   percentiles=percentiles)
+    boxes: dict[int, list[IntBox]] = {}
+    pixels: dict[int, list[np.ndarray]] = {}
+    notes = list(plan.notes)
+    todo = plan.jobs
+    for dealing in range(DEALING_ROUNDS):
+        results = map_progress(work, todo, jobs, "negatives" if dealing == 0 else f"negatives, round {dealing + 1}")
+        failed: list[tuple[int, Template]] = []
+        for job, r in zip(todo, results, strict=True):
+            boxes.setdefault(job.index, []).extend(r.boxes)
+            pixels.setdefault(job.index, []).append(r.pixels)
+            failed += [(job.index, t) for t in r.failed]
+            if r.note:
+                notes.append({"image": job.source.entry.image_id, "note": r.note})
+        todo = redeal(plan, failed, boxes, dealing + 1, seed) if dealing + 1 < DEALING_ROUNDS else []
+        if not todo:
+            break
+    parts = [_patches(plan.sources[i], boxes[i], np.concatenate(pixels[i]), crop.size) for i in sorted(boxes)]
+    patches = CropSet.concat(parts, crop.size)
+    by_split = Counter(patches.split.tolist())
+    for split, n in plan.wanted.items():
+        if by_split[split] < n:
+            notes.append({"image": f"({split} split)", "note": f"{by_split[split]} of {n} patches found a place "
+                          f"in {DEALING_ROUNDS} dealing rounds of {params.max_attempts} attempts each"})
     report = {
-        "patches": {"total": len(patches), "wanted": sum(r.wanted for r in results),
-                    "by_split": dict(sorted(Counter(patches.split.tolist()).items()))},
-        "images_used": sum(1 for r in results if len(r.crops)),
+        "ratio": params.ratio,
+        "matched": params.match,
+        "patches": {"total": len(patches), "wanted": sum(plan.wanted.values()),
+                    "by_split": {s: by_split[s] for s in SPLITS if s in by_split or s in plan.wanted},
+                    "wanted_by_split": plan.wanted},
+        "images_used": sum(1 for b in boxes.values() if b),
         "notes": notes,
     }
     return NegativeSet(patches, report, notes)
+
+
+def negatives_from(
+    sources: list[NegativeSource], lesions: CropSet, params: NegativesParams, crop: CropParams, seed: int,
+    voi_window: bool, percentiles: tuple[float, float], jobs: int,
+) -> NegativeSet:
+    """The negatives stage's work: plan (negative_plan.plan_negatives), sample, and add the framing check
+    (framing_report) to the report."""
+    plan = plan_negatives(sources, lesions, params.ratio, seed)
+    result = sample_negatives(plan, params, crop, seed, voi_window, percentiles, jobs)
+    report = {**result.report, "framing": framing_report(lesions, result.crops, seed)} if len(result.crops) else \
+        result.report
+    return NegativeSet(result.crops, report, result.notes)
