@@ -63,7 +63,7 @@ repro: env
 	dvc repro
 
 compare: env
-	dvc repro compare/dvc.yaml
+	dvc repro stages/compare/dvc.yaml
 
 test: env
 	pytest -q

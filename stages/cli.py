@@ -30,7 +30,7 @@ STAGES: dict[str, str] = {
     "compare-report": "stages.compare_report",
 }
 """Command name -> its module (imported by name, on demand). explain-image, show, seeds and frontier are not
-pipeline stages: no dvc.yaml runs them; the compare-* commands are compare/dvc.yaml's stages."""
+pipeline stages: no dvc.yaml runs them; the compare-* commands are stages/compare/dvc.yaml's stages."""
 
 HELP = ("FPN-IAIA-BL pipeline stages. Each command reads params.yaml, validates it, and writes its outputs "
         "atomically. dvc.yaml runs them in order; run one by hand with `python -m stages NAME`.")

@@ -24,7 +24,7 @@ PLOTS = Path("reports/plots")
 ACTIVATION_MAPS = Path("reports/activation_maps.npz")
 EXPLANATIONS = Path("reports/explanations")
 
-# The comparison with the baselines (compare/dvc.yaml); per baseline <name> of compare.models:
+# The comparison with the baselines (stages/compare/dvc.yaml); per baseline <name> of compare.models:
 COMPARE_MODELS = Path("models/compare")  # <name>/final.pt, <name>/final_prototypes.h5
 COMPARE_LIVE = Path("dvclive/compare")  # <name>/: training curves
 COMPARE_REPORTS = Path("reports/compare")
@@ -34,4 +34,4 @@ TABLE1_JSON = COMPARE_REPORTS / "table1.json"
 TABLE1_MD = COMPARE_REPORTS / "table1.md"
 FIGURE4 = COMPARE_REPORTS / "figure4"
 COMPARE_INDEX = COMPARE_REPORTS / "index.html"
-COMPARE_COMMAND = "dvc repro compare/dvc.yaml"
+COMPARE_COMMAND = "dvc repro stages/compare/dvc.yaml"

@@ -371,4 +371,4 @@ def test_the_explanations_page_links_the_comparison_page() -> None:
     from fpnpipe.explain.report import COMPARISON_LINKS
 
     page = render_index(report_document("fpn_iaiabl", 8, 10, "chosen", None, [], [], links=COMPARISON_LINKS))
-    assert 'href="../compare/index.html"' in page and "dvc repro compare/dvc.yaml" in page
+    assert 'href="../compare/index.html"' in page and "dvc repro stages/compare/dvc.yaml" in page

@@ -1,5 +1,5 @@
-"""End to end, the comparison pipeline (compare/dvc.yaml) in a temporary git + dvc repo on a tiny synthetic
-set: `dvc repro compare/dvc.yaml` trains every baseline and builds the table; plain `dvc repro` never runs a
+"""End to end, the comparison pipeline (stages/compare/dvc.yaml) in a temporary git + dvc repo on a tiny synthetic
+set: `dvc repro stages/compare/dvc.yaml` trains every baseline and builds the table; plain `dvc repro` never runs a
 comparison stage; a change to one baseline's params reruns that baseline and the report only."""
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ BASELINES = {"train@vgg16", "train@protopnet", "train@iaiabl"}
 
 
 def _ran(output: str) -> set[str]:
-    """Stage names DVC ran; those of compare/dvc.yaml without the file prefix."""
-    return {name.removeprefix("compare/dvc.yaml:") for name in re.findall(r"Running stage '([^']+)'", output)}
+    """Stage names DVC ran; those of stages/compare/dvc.yaml without the file prefix."""
+    return {name.removeprefix("stages/compare/dvc.yaml:") for name in re.findall(r"Running stage '([^']+)'", output)}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("compare")
-    for name in ("fpnpipe", "stages", "compare"):
+    for name in ("fpnpipe", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
@@ -48,7 +48,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_compare_runs_baselines_and_upstream_then_plain_repro_runs_none(repo: Path) -> None:
-    out = _run(repo, "dvc", "repro", "compare/dvc.yaml")
+    out = _run(repo, "dvc", "repro", "stages/compare/dvc.yaml")
     assert _ran(out) == MAIN | BASELINES | {"saliency", "report"}, out
     table = json.loads((repo / "reports/compare/table1.json").read_text())
     for name in ("fpn_iaiabl", "vgg16", "protopnet", "iaiabl"):
@@ -69,6 +69,6 @@ def test_one_baselines_params_rerun_that_baseline_and_the_report_only(repo: Path
     write_params(repo / "params.yaml", {**FAST, "compare": {**FAST["compare"], "models": {
         "vgg16": {}, "protopnet": {"finetune": {"last_layer_epochs": 0}},
         "iaiabl": {"prototypes": {"top_k": [4, 2, 1, 2]}}}}})
-    out = _run(repo, "dvc", "repro", "compare/dvc.yaml")
+    out = _run(repo, "dvc", "repro", "stages/compare/dvc.yaml")
     assert _ran(out) == {"train@protopnet", "report"}, out
     assert {n: (repo / f"models/compare/{n}/final.pt").read_bytes() for n in before} == before

@@ -108,7 +108,7 @@ def closure(start: list[Path]) -> set[Path]:
     return seen
 
 
-PIPELINES = ("dvc.yaml", "stages/dvc.yaml", "compare/dvc.yaml")
+PIPELINES = ("dvc.yaml", "stages/dvc.yaml", "stages/compare/dvc.yaml")
 """Every pipeline file; the stages of the others run from the repository root (wdir)."""
 
 

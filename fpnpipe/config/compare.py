@@ -52,10 +52,11 @@ def _default_models() -> dict[str, BaselineOverrides]:
 
 
 class CompareParams(Section):
-    """The comparison (`dvc repro compare/dvc.yaml`).
+    """The comparison (`dvc repro stages/compare/dvc.yaml`).
 
     models: {name: overrides}: the baselines trained beside FPN-IAIA-BL, one DVC stage each
-        (compare/dvc.yaml: train@<name>), outputs under models/compare/<name>/ and reports/compare/models/<name>/.
+        (stages/compare/dvc.yaml: train@<name>), outputs under models/compare/<name>/ and
+        reports/compare/models/<name>/.
         A name is lower-case letters, digits and underscores; it is the architecture unless the overrides
         set model.arch (e.g. two iaiabl variants under two names).
     saliency_model: the baseline whose GradCAM and GradCAM++ maps are computed (a name in `models`).

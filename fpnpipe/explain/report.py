@@ -63,8 +63,8 @@ class ReportInputs:
 
 
 COMPARISON_LINKS = ({"href": "../compare/index.html",
-                     "title": "beside its baselines (Table 1, Figure 4; built by dvc repro compare/dvc.yaml)"},)
-"""The comparison report of compare/dvc.yaml, linked from the top of the page (absent until it is built)."""
+                     "title": "beside its baselines (Table 1, Figure 4; built by dvc repro stages/compare/dvc.yaml)"},)
+"""The comparison report of stages/compare/dvc.yaml, linked from the top of the page (absent until it is built)."""
 
 
 @dataclass(frozen=True)
