@@ -25,8 +25,8 @@ BASELINES = {"train@vgg16", "train@protopnet", "train@iaiabl"}
 
 
 def _ran(output: str) -> set[str]:
-    """Stage names DVC ran; those of stages/compare/dvc.yaml without the file prefix."""
-    return {name.removeprefix("stages/compare/dvc.yaml:") for name in re.findall(r"Running stage '([^']+)'", output)}
+    """Stage names DVC ran, without the file prefix of stages/dvc.yaml and stages/compare/dvc.yaml."""
+    return {name.rpartition(".yaml:")[2] for name in re.findall(r"Running stage '([^']+)'", output)}
 
 
 @pytest.fixture(scope="module")

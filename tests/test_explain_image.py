@@ -140,10 +140,10 @@ def test_unreadable_dicom_and_wrong_crop_size_are_refused(case_files: Path, run_
         assert result.exit_code == 1
         assert f"error: explain-image: {name}: " in _flat(result.output)
 
-    write_params(case_files / "p48.yaml", {"crop": {"size": 48}})
-    result = run_stage("explain-image", "new case.dcm", "--roi", "roi.png", "--params", "p48.yaml")
-    assert result.exit_code == 1
-    assert "trained on 32 px crops" in _flat(result.output) and "crop.size is 48" in _flat(result.output)
+    write_params(case_files / "p64.yaml", {"crop": {"size": 64}})
+    result = run_stage("explain-image", "new case.dcm", "--roi", "roi.png", "--params", "p64.yaml")
+    assert result.exit_code == 1, result.output
+    assert "trained on 32 px crops" in _flat(result.output) and "crop.size is 64" in _flat(result.output)
 
 
 def test_black_box_prints_probabilities_only(case_files: Path, run_stage) -> None:

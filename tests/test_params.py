@@ -12,10 +12,18 @@ from fpnpipe.config import ConfigError, Params, load_params, parse_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _empty(v: object) -> bool:
+    return isinstance(v, dict) and all(_empty(x) for x in v.values())
+
+
 def _all_keys(d: dict, prefix: str = "") -> set[str]:
+    """Dotted keys of a nested mapping; an empty mapping (a baseline that overrides nothing of a section)
+    holds no value, so it is no key."""
     keys = set()
     for k, v in d.items():
         key = f"{prefix}{k}"
+        if _empty(v):
+            continue
         keys.add(key)
         if isinstance(v, dict):
             keys |= _all_keys(v, key + ".")
