@@ -17,6 +17,14 @@ from rich.progress import (
 
 console = Console(stderr=True)
 
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Hide every progress bar of this process (the training ranks other than 0 show none)."""
+    global _quiet
+    _quiet = quiet
+
 
 def setup_logging(level: int = logging.INFO) -> None:
     """Route `logging` through rich to stderr; idempotent."""
@@ -40,4 +48,4 @@ def progress(extra: str = "") -> Progress:
     ]
     if extra:
         columns.append(TextColumn(extra))
-    return Progress(*columns, console=console, transient=False)
+    return Progress(*columns, console=console, transient=False, disable=_quiet)

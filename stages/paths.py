@@ -21,3 +21,17 @@ METRICS = Path("reports/metrics.json")
 PREDICTIONS = Path("reports/predictions.csv")
 PLOTS = Path("reports/plots")
 EXPLANATIONS = Path("reports/explanations")
+
+RESUME_DIR = Path(".fpnpipe/resume")
+"""Per-epoch training state of warmup and finetune (<stage>.pt): git-ignored, outside every DVC output."""
+
+OUTPUTS: dict[str, tuple[Path, ...]] = {
+    "preprocess": (CROPS, IMAGES, PREPROCESS_REPORT),
+    "negatives": (NEGATIVES, NEGATIVES_REPORT),
+    "warmup": (WARMUP_MODEL, WARMUP_LIVE),
+    "project": (PROJECTED_MODEL, PROJECTED_RECORD),
+    "finetune": (FINAL_MODEL, FINAL_RECORD, FINETUNE_LIVE),
+    "evaluate": (METRICS, PREDICTIONS, PLOTS),
+    "explain": (EXPLANATIONS,),
+}
+"""Each stage's outputs as dvc.yaml declares them (a DVCLive folder as a whole; synth's is synth.out_dir)."""
