@@ -8,7 +8,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: env repro test lint bench clean-outputs
+.PHONY: env repro test lint bench paper clean-outputs
 
 env: $(VENV)/.synced
 
@@ -27,11 +27,16 @@ test: env
 	pytest -q
 
 lint: env
-	ruff check fpnpipe stages tests bench
+	ruff check fpnpipe stages tests bench profiles
 	mypy
 
 bench: env
 	python bench/train_step.py
+
+# The paper profile (profiles/paper.yaml) as one DVC experiment; PRETRAINED = torchvision's VGG-16 ImageNet file.
+paper: env
+	@test -n "$(PRETRAINED)" || { echo "usage: make paper PRETRAINED=/path/to/vgg16-397923af.pth"; exit 2; }
+	dvc exp run $$(python profiles/set_params.py profiles/paper.yaml) -S model.pretrained=$(PRETRAINED)
 
 clean-outputs:
 	rm -rf data/processed models reports dvclive
