@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -49,3 +51,19 @@ def progress(extra: str = "") -> Progress:
     if extra:
         columns.append(TextColumn(extra))
     return Progress(*columns, console=console, transient=False, disable=_quiet)
+
+
+ProgressCallback = Callable[[int, int], None]
+"""progress(done, total): what a long library call reports its progress through."""
+
+
+@contextmanager
+def progress_callback(description: str) -> Iterator[ProgressCallback]:
+    """A progress bar driven by a library call's `progress(done, total)` callback (bootstrap, explain)."""
+    with progress() as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report

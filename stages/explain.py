@@ -30,8 +30,10 @@ def main(params: Path = PARAMS_OPTION) -> None:
         fail(f"explain: {exc}")
     model = runtime.prepare(model)
     metrics = _read_metrics()
-    with atomic_dir(EXPLANATIONS) as tmp:
-        summary = write_report(tmp, model, record, test, metrics, runtime, p.explain)
+    from fpnpipe.log import progress_callback
+
+    with atomic_dir(EXPLANATIONS) as tmp, progress_callback("figures") as progress:
+        summary = write_report(tmp, model, record, test, metrics, runtime, p.explain, progress)
     log.info("explain: %d cases (%d correct, %d wrong), %d gallery figures: %s/index.html", summary.cases,
              summary.correct, summary.cases - summary.correct, summary.gallery_figures, EXPLANATIONS)
 

@@ -22,6 +22,7 @@ from fpnpipe.explain.gallery import gallery_figure, gallery_levels
 from fpnpipe.explain.html import render_index, report_document
 from fpnpipe.explain.text import safe_name
 from fpnpipe.inference import predict
+from fpnpipe.log import ProgressCallback
 from fpnpipe.metrics.warnings import metric_warnings
 from fpnpipe.model.base import ClassifierNet
 from fpnpipe.model.build import prototype_network
@@ -64,10 +65,12 @@ def explain_test_cases(
 def write_report(
     folder: Path, model: ClassifierNet, record: ProjectionRecord | None, test: CropSet,
     metrics: Mapping[str, Any] | None, runtime: Runtime, params: ExplainParams,
+    progress: ProgressCallback | None = None,
 ) -> ReportSummary:
     """Write the report of `model` (with its projection `record`, None without prototypes) on the `test`
     crops into `folder` (which must exist; the caller makes it atomic). `metrics`: reports/metrics.json of
-    the evaluate stage, shown at the top of the page with its warnings, or None."""
+    the evaluate stage, shown at the top of the page with its warnings, or None. progress(done, total):
+    the figures drawn."""
     cases = explain_test_cases(model, test, runtime, params)
     net = prototype_network(model)
     entries: list[dict[str, Any]] = []
@@ -75,14 +78,20 @@ def write_report(
     if net is not None and record is not None:
         scale = activation_scale(net.prototype_layer.similarity, record.self_activation)
         digits = max(2, len(str(len(cases))))  # numbered so that the files sort in the page's order
+        levels = gallery_levels(record)
+        figures = len(cases) + len(levels)
         for k, case in enumerate(cases, start=1):
             name = f"cases/{k:0{digits}d}_{safe_name(case.image_id)}.png"
             save_figure(case_figure(case, record, scale, params.dpi), folder / name)
             entries.append(case_record(case, name))
-        for level in gallery_levels(record):
+            if progress is not None:
+                progress(k, figures)
+        for k, level in enumerate(levels, start=len(cases) + 1):
             name = f"gallery_level_{level}.png"
             save_figure(gallery_figure(record, level, scale, params.dpi), folder / name)
             gallery.append({"level": level, "figure": name})
+            if progress is not None:
+                progress(k, figures)
         note = None
     else:
         entries = [case_record(case, None) for case in cases]

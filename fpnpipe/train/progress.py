@@ -26,8 +26,11 @@ class PhaseBar:
         self._bar, self._task, self._overall, self._template = bar, task, overall, template
 
     def advance(self, work: float = 0.0, **fields: float) -> None:
-        info = self._template.format(**fields) if self._template else ""
-        self._bar.update(self._task, advance=1, info=info)
+        """One step done; `fields` (all those the template names, or none) update the shown text."""
+        if self._template and fields:
+            self._bar.update(self._task, advance=1, info=self._template.format(**fields))
+        else:
+            self._bar.update(self._task, advance=1)
         self._bar.update(self._overall, advance=work)
 
 
