@@ -10,7 +10,7 @@ import typer
 
 from fpnpipe.atomic import remove_outputs, remove_stale
 from fpnpipe.config import ConfigError, Params, load_params
-from fpnpipe.log import console, setup_logging
+from fpnpipe.log import console, set_quiet, setup_logging
 from fpnpipe.ranks import is_main_process
 from stages.paths import OUTPUTS, RESUME_DIR
 
@@ -39,14 +39,17 @@ def start(stage: str, params_path: Path) -> Params:
     outputs before running its command), its previous outputs are removed, together with temporary files
     that an earlier run killed mid-write left beside them (or beside its resume file). So a stage that then
     fails, on its inputs or later, leaves no output at all -- never an old one beside new ones -- and an
-    invalid params file leaves everything untouched. Only the first of several torchrun ranks does this."""
-    setup_logging()
+    invalid params file leaves everything untouched. Only the first of several torchrun ranks does this; the
+    others log errors only and show no progress."""
+    main_process = is_main_process()
+    setup_logging(logging.INFO if main_process else logging.ERROR)
+    set_quiet(not main_process)
     try:
         params = load_params(params_path)
     except ConfigError as exc:
         fail(f"{stage}: {exc}", code=2)
     log.info("%s: params from %s", stage, params_path)
-    if is_main_process():
+    if main_process:
         outputs = outputs_of(stage, params)
         for stale in remove_stale([*outputs, RESUME_DIR / f"{stage}.pt"]):
             log.info("%s: removed %s, left by an earlier run that was killed", stage, stale)
