@@ -247,6 +247,12 @@ def project(
                      -(-len(rows) // batch_size))
     nearest = find_nearest_patches(model, batches, runtime, distinct, progress)
     apply_projection(model, nearest)
+    moved = int(nearest.displaced.sum())
+    if runtime.dist.main and moved >= max(2, model.num_prototypes // 4):
+        log.warning("projection: %d of %d prototypes were displaced: their own best patch was already another "
+                    "prototype's of their class and level, so plain projection would have stacked them on the same "
+                    "crops (prototypes far from every patch of a latent space of few directions; README, "
+                    "duplicate-free projection)", moved, model.num_prototypes)
     return nearest
 
 
