@@ -56,36 +56,47 @@ class NearestPatches:
     displaced: torch.Tensor
 
 
+_FIELDS = ("value", "index", "row", "col", "vector")
+
+
 @dataclass
 class _Candidates:
     """K candidate patches per prototype, best first: similarity (m, K) (-inf = none), dataset row (m, K),
-    flat grid position row * W + col (m, K), latent vector (m, K, d)."""
+    grid cell row and column (m, K) at the prototype's level, latent vector (m, K, d)."""
 
     value: torch.Tensor
     index: torch.Tensor
-    pos: torch.Tensor
+    row: torch.Tensor
+    col: torch.Tensor
     vector: torch.Tensor
 
     @staticmethod
     def empty(m: int, k: int, d: int, device: torch.device) -> _Candidates:
+        zeros = torch.zeros((m, k), dtype=torch.long, device=device)
         return _Candidates(torch.full((m, k), float("-inf"), device=device),
-                           torch.full((m, k), -1, dtype=torch.long, device=device),
-                           torch.zeros((m, k), dtype=torch.long, device=device),
+                           torch.full((m, k), -1, dtype=torch.long, device=device), zeros, zeros.clone(),
                            torch.zeros((m, k, d), device=device))
 
     def keep_best(self, k: int) -> _Candidates:
-        """The k best of each row, ordered by (similarity desc, dataset row asc, position asc)."""
-        perm = torch.argsort(self.pos, dim=1, stable=True)
-        perm = perm.gather(1, torch.argsort(self.index.gather(1, perm), dim=1, stable=True))
-        perm = perm.gather(1, torch.argsort(-self.value.gather(1, perm), dim=1, stable=True))[:, :k]
+        """The k best of each row, ordered by (similarity desc, dataset row asc, grid row asc, grid col asc)."""
+        perm = torch.argsort(self.col, dim=1, stable=True)
+        for key in (self.row, self.index, -self.value):
+            perm = perm.gather(1, torch.argsort(key.gather(1, perm), dim=1, stable=True))
+        perm = perm[:, :k]
         d = self.vector.shape[-1]
-        return _Candidates(self.value.gather(1, perm), self.index.gather(1, perm), self.pos.gather(1, perm),
-                           self.vector.gather(1, perm[:, :, None].expand(-1, -1, d)))
+        return _Candidates(self.value.gather(1, perm), self.index.gather(1, perm), self.row.gather(1, perm),
+                           self.col.gather(1, perm), self.vector.gather(1, perm[:, :, None].expand(-1, -1, d)))
+
+    def rows(self, rows: slice) -> _Candidates:
+        return _Candidates(*(getattr(self, f)[rows] for f in _FIELDS))
+
+    def put(self, rows: slice, other: _Candidates) -> None:
+        for f in _FIELDS:
+            getattr(self, f)[rows] = getattr(other, f)
 
     @staticmethod
     def join(parts: list[_Candidates]) -> _Candidates:
-        return _Candidates(*(torch.cat([getattr(p, f) for p in parts], dim=1) for f in ("value", "index", "pos",
-                                                                                       "vector")))
+        return _Candidates(*(torch.cat([getattr(p, f) for p in parts], dim=1) for f in _FIELDS))
 
 
 def _top_k_first(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +131,6 @@ def find_nearest_patches(
     k = 1 if distinct == "none" else _group_size(model)
     proto_class = model.prototype_class.to(device)
     found = _Candidates.empty(m, k, model.prototype_layer.dim, device)
-    widths: dict[int, int] = {}
     steps = len(batches) if hasattr(batches, "__len__") else 0
     context = progress.phase("projection", steps) if progress is not None else None
     bar = context.__enter__() if context is not None else None
@@ -133,7 +143,7 @@ def find_nearest_patches(
                 rows = model.level_slice(level)
                 if rows.stop == rows.start:
                     continue
-                found = _merge_level(model, level, z, b, proto_class[rows], rows, found, k, distinct, widths)
+                found = _merge_level(model, level, z, b, proto_class[rows], rows, found, k, distinct)
             if bar is not None:
                 bar.advance(work=len(b.labels))
     finally:
@@ -141,17 +151,16 @@ def find_nearest_patches(
             context.__exit__(None, None, None)
     if runtime.dist.active:
         found = _gather(found, runtime, k)
-    return _assign(model, found, widths, distinct)
+    return _assign(model, found, distinct)
 
 
 def _merge_level(model: PrototypeNetwork, level: int, z: torch.Tensor, b: Batch, classes: torch.Tensor, rows: slice,
-                 found: _Candidates, k: int, distinct: str, widths: dict[int, int]) -> _Candidates:
+                 found: _Candidates, k: int, distinct: str) -> _Candidates:
     maps = model.prototype_layer.similarity_maps(z.float(), model.level_prototypes(level).float())  # (B, m_l, H, W)
     maps = model.prototype_layer.fill_border(maps, float("-inf"))  # edge cells never win
     own = b.labels[:, None] == classes[None, :]  # (B, m_l)
     maps = maps.masked_fill(~own[:, :, None, None], float("-inf"))
     n, m_l, h, w = maps.shape
-    widths[level] = w
     take = min(k, n if distinct == "image" else n * h * w)
     if distinct == "image":  # each image's best cell, then the best images
         per_image, cell = maps.flatten(2).max(dim=2)  # (B, m_l)
@@ -163,11 +172,8 @@ def _merge_level(model: PrototypeNetwork, level: int, z: torch.Tensor, b: Batch,
     vector = z[image, :, pos // w, pos % w].float()  # (m_l, take, d)
     index = b.index.to(value.device)[image]
     index = torch.where(torch.isfinite(value), index, torch.full_like(index, -1))
-    new = _Candidates(value, index, pos, vector)
-    current = _Candidates(found.value[rows], found.index[rows], found.pos[rows], found.vector[rows])
-    merged = _Candidates.join([current, new]).keep_best(k)
-    for field in ("value", "index", "pos", "vector"):
-        getattr(found, field)[rows] = getattr(merged, field)
+    new = _Candidates(value, index, pos // w, pos % w, vector)
+    found.put(rows, _Candidates.join([found.rows(rows), new]).keep_best(k))
     return found
 
 
@@ -180,11 +186,11 @@ def _gather(found: _Candidates, runtime: Runtime, k: int) -> _Candidates:
         g = dist.all_gather(t).reshape(dist.world, m, *t.shape[1:])
         return g.transpose(0, 1).reshape(m, dist.world * t.shape[1], *t.shape[2:])
 
-    return _Candidates(spread(found.value), spread(found.index), spread(found.pos), spread(found.vector)).keep_best(k)
+    return _Candidates(*(spread(getattr(found, f)) for f in _FIELDS)).keep_best(k)
 
 
-def _assign(model: PrototypeNetwork, found: _Candidates, widths: dict[int, int], distinct: str) -> NearestPatches:
-    value, index, pos = found.value.cpu(), found.index.cpu(), found.pos.cpu()
+def _assign(model: PrototypeNetwork, found: _Candidates, distinct: str) -> NearestPatches:
+    value, index, grid_row, grid_col = found.value.cpu(), found.index.cpu(), found.row.cpu(), found.col.cpu()
     classes, levels = model.prototype_class.cpu().tolist(), model.prototype_level.cpu().tolist()
     m = len(classes)
     slot = [-1] * m
@@ -196,7 +202,7 @@ def _assign(model: PrototypeNetwork, found: _Candidates, widths: dict[int, int],
     def key(j: int, s: int) -> tuple[int, ...]:
         if distinct == "image":
             return (int(index[j, s]),)
-        return (int(index[j, s]), int(pos[j, s]))
+        return (int(index[j, s]), int(grid_row[j, s]), int(grid_col[j, s]))
 
     valid = [[s for s in range(value.shape[1]) if int(index[j, s]) >= 0] for j in range(m)]
     for members in groups.values():
@@ -223,9 +229,7 @@ def _assign(model: PrototypeNetwork, found: _Candidates, widths: dict[int, int],
     chosen = torch.tensor([max(s, 0) for s in slot])
     rows = torch.arange(m)
     has = torch.tensor([s >= 0 for s in slot])
-    flat = pos[rows, chosen]
-    width = torch.tensor([widths.get(lv, 1) for lv in levels])
-    grid = torch.stack([flat // width, flat % width], dim=1)
+    grid = torch.stack([grid_row[rows, chosen], grid_col[rows, chosen]], dim=1)
     return NearestPatches(
         similarity=torch.where(has, value[rows, chosen], torch.full((m,), float("-inf"))),
         source=torch.where(has, index[rows, chosen], torch.full((m,), -1, dtype=torch.long)),
