@@ -68,9 +68,3 @@ class StageProgress:
         finally:
             self._bar.remove_task(task)
 
-
-@contextmanager
-def quiet_stage() -> Iterator[StageProgress]:
-    """A StageProgress for a phase run on its own (no stage around it)."""
-    with StageProgress("", 0.0) as stage:
-        yield stage
