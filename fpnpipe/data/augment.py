@@ -83,6 +83,11 @@ def _rotation(c: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.stack([np.stack([c, -s], axis=-1), np.stack([s, c], axis=-1)], axis=-2)
 
 
+def _on(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    """float64 NumPy values as float32 on `device` (cast on the host: not every device has float64)."""
+    return torch.from_numpy(values.astype(np.float32)).to(device)
+
+
 def augment_batch(
     images: torch.Tensor, masks: torch.Tensor, p: AugmentParams, u: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +96,7 @@ def augment_batch(
     u: (B, N_DRAWS) uniforms of `sample_uniforms`. Returns (images float32, masks uint8), same shapes."""
     images = images.float()
     if geometry_active(p):
-        theta = torch.from_numpy(sampling_matrices(p, u)).to(device=images.device, dtype=torch.float32)
+        theta = _on(sampling_matrices(p, u), images.device)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         moved = F.grid_sample(masks.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
@@ -99,11 +104,11 @@ def augment_batch(
     column = (images.shape[0], 1, 1, 1)
     if p.gamma != (1.0, 1.0):
         lo, hi = math.log(p.gamma[0]), math.log(p.gamma[1])
-        gamma = torch.from_numpy(np.exp(_between(u[:, 7], lo, hi))).to(images).view(column)
+        gamma = _on(np.exp(_between(u[:, 7], lo, hi)), images.device).view(column)
         images = images.clamp(0, 1).pow(gamma)
     if p.window_jitter > 0:
         # Window jitter: shift the level and stretch the width by up to +-window_jitter.
-        level = torch.from_numpy(_between(u[:, 8], -p.window_jitter, p.window_jitter)).to(images).view(column)
-        width = torch.from_numpy(1.0 + _between(u[:, 9], -p.window_jitter, p.window_jitter)).to(images).view(column)
+        level = _on(_between(u[:, 8], -p.window_jitter, p.window_jitter), images.device).view(column)
+        width = _on(1.0 + _between(u[:, 9], -p.window_jitter, p.window_jitter), images.device).view(column)
         images = ((images - 0.5 - level) / width + 0.5).clamp(0, 1)
     return images, masks
