@@ -31,7 +31,7 @@ else
 $(error FPNPIPE_TORCH must be default or cpu, got '$(FPNPIPE_TORCH)')
 endif
 
-.PHONY: env repro compare test lint bench seeds frontier clean-outputs
+.PHONY: env repro compare test lint bench paper seeds frontier clean-outputs
 
 env: $(SYNCED)
 
@@ -69,7 +69,7 @@ test: env
 	pytest -q
 
 lint: env
-	ruff check fpnpipe stages tests bench
+	ruff check fpnpipe stages tests bench profiles
 	mypy
 
 # Three training seeds of the current params (same data and test set), then their mean and spread.
@@ -87,6 +87,11 @@ frontier: env
 
 bench: env
 	python bench/train_step.py
+
+# The paper profile (profiles/paper.yaml) as one DVC experiment; PRETRAINED = torchvision's VGG-16 ImageNet file.
+paper: env
+	@test -n "$(PRETRAINED)" || { echo "usage: make paper PRETRAINED=/path/to/vgg16-397923af.pth"; exit 2; }
+	dvc exp run $$(python profiles/set_params.py profiles/paper.yaml) -S model.pretrained=$(PRETRAINED)
 
 clean-outputs:
 	rm -rf data/processed models reports dvclive

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -16,6 +18,14 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Hide every progress bar of this process (the training ranks other than 0 show none)."""
+    global _quiet
+    _quiet = quiet
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -40,4 +50,20 @@ def progress(extra: str = "") -> Progress:
     ]
     if extra:
         columns.append(TextColumn(extra))
-    return Progress(*columns, console=console, transient=False)
+    return Progress(*columns, console=console, transient=False, disable=_quiet)
+
+
+ProgressCallback = Callable[[int, int], None]
+"""progress(done, total): what a long library call reports its progress through."""
+
+
+@contextmanager
+def progress_callback(description: str) -> Iterator[ProgressCallback]:
+    """A progress bar driven by a library call's `progress(done, total)` callback (bootstrap, explain)."""
+    with progress() as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report

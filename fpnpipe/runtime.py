@@ -1,5 +1,6 @@
 """Device choice and the per-device speed settings: CUDA gets bf16 autocast, channels_last and pinned
-memory; CPU runs deterministic float32; Apple MPS is used when present."""
+memory; CPU runs deterministic float32; Apple MPS is used when present. Under several training processes
+each rank takes its own GPU and wraps the model in DistributedDataParallel for training."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from fpnpipe.config import TrainParams
+from fpnpipe.distributed import Dist
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,7 @@ class Runtime:
     bf16: bool
     channels_last: bool
     pin_memory: bool
+    dist: Dist = Dist()
 
     def prepare(self, model: M) -> M:
         """The model (moved in place) on this device, in channels_last memory format where that is faster."""
@@ -37,6 +42,15 @@ class Runtime:
         if self.bf16:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def data_parallel(self, model: nn.Module) -> nn.Module:
+        """What a training phase calls forward on: the model itself in one process; across several, a
+        DistributedDataParallel wrapper of it, which averages the gradients of the parameters that require
+        them NOW over the ranks during backward. Wrap again when a phase trains other parameters."""
+        if not self.dist.active:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
 
 
 def pick_device(name: str) -> torch.device:
@@ -61,11 +75,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_runtime(params: TrainParams, seed: int) -> Runtime:
-    """Seed every generator and choose the device and its speed settings."""
+def setup_runtime(params: TrainParams, seed: int, dist: Dist | None = None) -> Runtime:
+    """Seed every generator and choose the device and its speed settings; a rank of several processes
+    (`dist`) takes the GPU of its local rank."""
+    dist = dist or Dist()
     seed_everything(seed)
     device = pick_device(params.device)
     cuda = device.type == "cuda"
+    if cuda and dist.active:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
     if device.type == "cpu":
         # Same params and seed -> same metrics on CPU.
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -74,6 +93,8 @@ def setup_runtime(params: TrainParams, seed: int) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     runtime = Runtime(device=device, bf16=cuda and params.bf16, channels_last=cuda and params.channels_last,
-                      pin_memory=cuda)
+                      pin_memory=cuda, dist=dist)
+    if dist.active:
+        log.info("%d training processes (%s)", dist.world, dist.backend)
     log.info("device %s (bf16 autocast: %s, channels_last: %s)", device, runtime.bf16, runtime.channels_last)
     return runtime

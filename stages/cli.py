@@ -7,8 +7,10 @@ in dvc.yaml are exactly its own import closure (tests/test_structure.py checks t
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Iterable
+from types import FrameType
 
 import typer
 
@@ -52,8 +54,26 @@ def build_app(names: Iterable[str] | None = None) -> typer.Typer:
     return app
 
 
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT). Not a KeyboardInterrupt, which click would turn into "Aborted!" with status 1: it
+    unwinds the stage (every `finally` and atomic write cleans up) and ends in one line and status 130."""
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted
+
+
 def main(prog_name: str = "fpnpipe") -> None:
-    """Run the command line: build only the named stage's command when one is named."""
+    """Run the command line: build only the named stage's command when one is named. Ctrl-C prints one
+    line naming the stage and exits with status 130, without a traceback."""
     args = sys.argv[1:]
     names = [args[0]] if args and args[0] in STAGES else None
-    build_app(names)(args=args, prog_name=prog_name)
+    signal.signal(signal.SIGINT, _interrupted)
+    try:
+        build_app(names)(args=args, prog_name=prog_name)
+    except (Interrupted, KeyboardInterrupt):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the exit
+        from fpnpipe.log import console
+
+        console.print(f"{names[0] if names else prog_name}: interrupted (Ctrl-C)", highlight=False)
+        raise SystemExit(130) from None

@@ -22,10 +22,12 @@ def main(params: Path = PARAMS_OPTION) -> None:
     from fpnpipe.atomic import atomic_dir, write_json, write_text
     from fpnpipe.evaluate.run import evaluate_model
     from fpnpipe.evaluate.summary import headline
+    from fpnpipe.log import progress_callback
     from fpnpipe.metrics.warnings import metric_warnings
 
     runtime, model, _ = load_trained("evaluate", FINAL_MODEL, p)
-    result = evaluate_model(model, test, runtime, p.eval, p.seed.train)
+    with progress_callback("bootstrap") as progress:
+        result = evaluate_model(model, test, runtime, p.eval, p.seed.train, progress)
     write_json(METRICS, result.metrics)
     write_text(PREDICTIONS, result.predictions_csv)
     write_npz(ACTIVATION_MAPS, result.activation_maps.arrays())

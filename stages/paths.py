@@ -35,3 +35,17 @@ TABLE1_MD = COMPARE_REPORTS / "table1.md"
 FIGURE4 = COMPARE_REPORTS / "figure4"
 COMPARE_INDEX = COMPARE_REPORTS / "index.html"
 COMPARE_COMMAND = "dvc repro stages/compare/dvc.yaml"
+
+RESUME_DIR = Path(".fpnpipe/resume")
+"""Per-epoch training state of warmup and finetune (<stage>.pt): git-ignored, outside every DVC output."""
+
+OUTPUTS: dict[str, tuple[Path, ...]] = {
+    "preprocess": (CROPS, IMAGES, THUMBNAILS, PREPROCESS_REPORT),
+    "negatives": (NEGATIVES, NEGATIVES_REPORT),
+    "warmup": (WARMUP_MODEL, WARMUP_LIVE),
+    "project": (PROJECTED_MODEL, PROJECTED_RECORD),
+    "finetune": (FINAL_MODEL, FINAL_RECORD, FINETUNE_LIVE),
+    "evaluate": (METRICS, PREDICTIONS, PLOTS, ACTIVATION_MAPS),
+    "explain": (EXPLANATIONS,),
+}
+"""Each stage's outputs as dvc.yaml declares them (a DVCLive folder as a whole; synth's is synth.out_dir)."""

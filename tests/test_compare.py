@@ -20,7 +20,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from fpnpipe.classes import CLASSES, MARGIN_CLASSES, NEGATIVE_INDEX
 from fpnpipe.config import ConfigError, ModelParams, PrototypeParams, parse_params
 from fpnpipe.data.crops import margin_band
-from fpnpipe.data.dataset import CropDataset, make_loader
+from fpnpipe.data.dataset import CropDataset, TrainEpoch
 from fpnpipe.data.saliency_record import SaliencyRecord, read_saliency_record, write_saliency_record
 from fpnpipe.data.schema import CropSet, write_crops
 from fpnpipe.evaluate.comparison import ComparedModel, comparison_table
@@ -38,6 +38,7 @@ from fpnpipe.model.registry import ARCHITECTURES
 from fpnpipe.runtime import Runtime
 from fpnpipe.train.loop import train_epoch
 from fpnpipe.train.optim import build_optimizer
+from fpnpipe.train.progress import StageProgress
 from tests.conftest import ROOT, write_params
 
 S = 32
@@ -85,8 +86,9 @@ def test_every_registered_model_builds_trains_a_step_and_evaluates(arch: str) ->
     groups = model.param_groups()
     optimizer = build_optimizer(groups, dict.fromkeys(groups, 1e-3), params.warmup.optimizer)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loader = make_loader(CropDataset(crops), 16, shuffle=True, seed=0)
-    stats = train_epoch(model, loader, loss_fn, optimizer, CPU, "one step")
+    with StageProgress("one step", 1.0) as progress:
+        stats = train_epoch(model, TrainEpoch(CropDataset(crops), 16, 0, 0, False, CPU.device), loss_fn, optimizer,
+                            CPU, progress, "one step")
     assert np.isfinite(stats["total"])
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     result = evaluate_model(model, crops, CPU, params.eval.model_copy(update={"bootstrap_samples": 10}), 0)

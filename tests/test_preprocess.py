@@ -254,7 +254,7 @@ def test_thumbnail_and_pixel_spacing_of_every_accepted_image(dataset, run_stage)
         assert thumb.pixels.shape == (H, W)  # smaller than 256 px: never enlarged, so pixel for pixel
     # The thumbnail is the normalised image the crops were cut from, in 8 bits.
     good = load_image(Path("raw/img/good0.dcm"), False, (0.5, 99.5))
-    np.testing.assert_array_equal(thumbnails["img/good0"].pixels, np.round(good * 255).astype(np.uint8))
+    np.testing.assert_array_equal(thumbnails["img/good0"].pixels, np.round(np.asarray(good) * 255).astype(np.uint8))
     assert thumbnails["img/boxed"].pixel_spacing_mm == (0.07, 0.07)
     assert thumbnails["img/good0"].pixel_spacing_mm is None  # the header states none
     crops = read_crops("data/processed/crops.h5")

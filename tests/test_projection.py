@@ -74,7 +74,7 @@ def test_batched_projection_matches_a_brute_force_search(border_fraction):
     crops = _crops()
     dataset = CropDataset(crops)
     runtime = setup_runtime(TrainParams(device="cpu"), 0)
-    nearest = find_nearest_patches(model, make_loader(dataset, 3, shuffle=False), runtime)
+    nearest = find_nearest_patches(model, make_loader(dataset, 3, shuffle=False), runtime, distinct="none")
     expected = _brute_force(model, dataset.images, crops.label)
     for j, (cos, (b, r, c, v)) in expected.items():
         assert nearest.similarity[j].item() == pytest.approx(cos, abs=1e-5)
@@ -115,11 +115,97 @@ def test_duplicates_are_flagged():
             if int(model.prototype_class[j]) == 0 and int(model.prototype_level[j]) == 5]
     with torch.no_grad():
         model.prototype_layer.prototype_vectors[rows[1]] = model.prototype_layer.prototype_vectors[rows[0]]
-    nearest = find_nearest_patches(model, make_loader(dataset, 4, shuffle=False), runtime)
+    nearest = find_nearest_patches(model, make_loader(dataset, 4, shuffle=False), runtime, distinct="none")
     apply_projection(model, nearest)
     record = projection_record(model, dataset, nearest, runtime)
     assert record.duplicate_of[rows[1]] == rows[0] and record.duplicate_of[rows[0]] == -1
     assert (np.delete(record.duplicate_of, rows[1]) == -1).all()
+    assert record.duplicate_counts() == {"duplicates": 1, "displaced": 0}
+
+
+def _twins(distinct: str, crops: CropSet | None = None):
+    """Project a model whose two level-5 prototypes of class 0 are equal (plain projection would put both on
+    one patch); returns the model (before projection), the twins' rows, the result and the crops."""
+    model = _model()
+    crops = crops if crops is not None else _crops(n=16)
+    rows = [j for j in range(model.num_prototypes)
+            if int(model.prototype_class[j]) == 0 and int(model.prototype_level[j]) == 5]
+    with torch.no_grad():
+        model.prototype_layer.prototype_vectors[rows[1]] = model.prototype_layer.prototype_vectors[rows[0]]
+    runtime = setup_runtime(TrainParams(device="cpu"), 0)
+    nearest = find_nearest_patches(model, make_loader(CropDataset(crops), 5, shuffle=False), runtime, distinct=distinct)
+    return model, rows, nearest, crops
+
+
+def _cosines(model, level: int, j: int, images: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) patch similarity of prototype j on every image, border cells at -inf."""
+    with torch.no_grad():
+        z = model.forward_features(images)[model.levels.index(level)]
+        maps = model.prototype_layer.similarity_maps(z, model.prototype_layer.prototype_vectors[j : j + 1])[:, 0]
+        return model.prototype_layer.fill_border(maps[:, None], float("-inf"))[:, 0]
+
+
+def test_distinct_images_give_the_twin_the_best_patch_of_another_crop():
+    model, (a, b), nearest, crops = _twins("image")
+    assert int(nearest.source[a]) != int(nearest.source[b])
+    assert not bool(nearest.displaced[a]) and bool(nearest.displaced[b])  # equal similarities: the lower index wins
+    own = np.flatnonzero(crops.label == 0)
+    maps = _cosines(model, 5, b, torch.from_numpy(crops.images[own])[:, None])
+    per_image = maps.flatten(1).amax(1)
+    per_image[own.tolist().index(int(nearest.source[a]))] = float("-inf")  # taken by its twin
+    assert nearest.similarity[b].item() == pytest.approx(per_image.max().item(), abs=1e-5)
+    assert int(nearest.source[b]) == int(own[int(per_image.argmax())])
+    plain = find_nearest_patches(model, make_loader(CropDataset(crops), 5, shuffle=False),
+                                 setup_runtime(TrainParams(device="cpu"), 0), distinct="none")
+    groups = (model.prototype_class * 10 + model.prototype_level).tolist()
+    for j in range(model.num_prototypes):
+        mates = [i for i in range(model.num_prototypes) if groups[i] == groups[j] and i != j]
+        assert all(int(nearest.source[i]) != int(nearest.source[j]) for i in mates)  # distinct crops per group
+        if bool(nearest.displaced[j]):  # moved only because a mate had taken its own best crop
+            assert any(int(nearest.source[i]) == int(plain.source[j]) for i in mates)
+            assert nearest.similarity[j] <= plain.similarity[j]
+        else:  # the others kept their own best patch
+            assert int(nearest.source[j]) == int(plain.source[j])
+            assert nearest.grid[j].tolist() == plain.grid[j].tolist()
+
+
+def test_distinct_cells_may_share_a_crop_but_not_a_cell():
+    model, (a, b), nearest, crops = _twins("cell")
+    assert (int(nearest.source[a]), *nearest.grid[a].tolist()) != (int(nearest.source[b]), *nearest.grid[b].tolist())
+    own = np.flatnonzero(crops.label == 0)
+    maps = _cosines(model, 5, b, torch.from_numpy(crops.images[own])[:, None])
+    r, c = nearest.grid[a].tolist()
+    maps[own.tolist().index(int(nearest.source[a])), r, c] = float("-inf")
+    assert nearest.similarity[b].item() == pytest.approx(maps.max().item(), abs=1e-5)
+
+
+def test_exact_ties_go_to_the_lowest_rows():
+    crops = _crops(n=16)
+    crops = CropSet(**{**{f: getattr(crops, f) for f in crops.__dataclass_fields__},
+                       "images": np.repeat(crops.images[:1], 16, axis=0)})  # every crop the same image
+    model, rows, _, _ = _twins("none", crops)
+    runtime = setup_runtime(TrainParams(device="cpu"), 0)
+    one_batch = make_loader(CropDataset(crops), 16, shuffle=False)  # one batch: bitwise equal maps
+    plain = find_nearest_patches(model, one_batch, runtime, distinct="none")
+    distinct = find_nearest_patches(model, one_batch, runtime, distinct="image")
+    for c in range(4):
+        own = np.flatnonzero(crops.label == c)
+        for level in (2, 3, 5):
+            group = [j for j in range(model.num_prototypes)
+                     if int(model.prototype_class[j]) == c and int(model.prototype_level[j]) == level]
+            assert all(int(plain.source[j]) == own[0] for j in group)  # the lowest row of the class
+            # distinct crops: the group's first served takes the lowest row, the next the next row
+            assert sorted(int(distinct.source[j]) for j in group) == own[: len(group)].tolist()
+    # the twins (equal similarity everywhere): the lower prototype index is served first
+    first, second = np.flatnonzero(crops.label == 0)[:2]
+    assert int(distinct.source[rows[0]]) == first and int(distinct.source[rows[1]]) == second
+
+
+def test_a_class_with_fewer_crops_than_prototypes_keeps_a_duplicate():
+    crops = _crops(n=16)
+    keep = np.flatnonzero((crops.label != 0) | (np.arange(16) == 0))  # one crop of class 0
+    model, (a, b), nearest, _ = _twins("image", crops.select(keep))
+    assert int(nearest.source[a]) == int(nearest.source[b]) == 0 and not bool(nearest.displaced[b])
 
 
 def test_record_file_round_trip_is_byte_stable(tmp_path):

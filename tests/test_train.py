@@ -13,11 +13,12 @@ from fpnpipe.config import (
     FinetuneParams,
     LossParams,
     ModelParams,
+    ProjectParams,
     PrototypeParams,
     TrainParams,
     WarmupParams,
 )
-from fpnpipe.data.augment import augment_pair
+from fpnpipe.data.augment import augment_batch, sample_uniforms
 from fpnpipe.data.dataset import CropDataset
 from fpnpipe.data.schema import CropSet
 from fpnpipe.losses import PrototypeLoss
@@ -54,18 +55,46 @@ def _net():
 
 
 def test_augmentation_moves_image_and_mask_together():
-    gen = torch.Generator().manual_seed(3)
-    image = torch.zeros(1, S, S)
-    image[0, 5:12, 18:27] = 1.0
+    image = torch.zeros(16, 1, S, S)
+    image[:, 0, 5:12, 18:27] = 1.0
     mask = (image > 0.5).to(torch.uint8)
     params = NO_INTENSITY.model_copy(update={"affine_degrees": 0.0, "affine_translate": 0.0, "affine_scale": (1.0,
                                                                                                               1.0)})
-    for _ in range(8):
-        aug_image, aug_mask = augment_pair(image, mask, params, gen)
-        assert torch.equal(aug_mask.bool(), aug_image > 0.5)  # flips and 90-degree turns are exact
-    aug_image, aug_mask = augment_pair(image, mask, NO_INTENSITY, torch.Generator().manual_seed(5))
+    u = sample_uniforms(3, 0, np.arange(16))
+    aug_image, aug_mask = augment_batch(image, mask, params, u)
+    assert torch.equal(aug_mask.bool(), aug_image > 0.5)  # flips and 90-degree turns land on pixel centres
+    placements = {tuple(m.nonzero()[0].tolist()) for m in aug_mask[:, 0]}
+    assert len(placements) >= 5  # of the 8 flip / turn combinations, 16 draws reach most
+    for k in range(16):  # each is one of the 8 exact symmetries of the square
+        symmetries = [torch.rot90(f, t, (-2, -1)) for f in (mask[k], mask[k].flip(-1)) for t in range(4)]
+        assert any(torch.equal(aug_mask[k], s) for s in symmetries)
+    aug_image, aug_mask = augment_batch(image, mask, NO_INTENSITY, u)
     overlap = (aug_mask.bool() & (aug_image > 0.5)).sum() / aug_mask.bool().sum()
     assert overlap > 0.9  # the affine part resamples both with one transform
+
+
+def test_augmentation_of_a_draw_does_not_depend_on_its_batch():
+    crops = _crops()
+    dataset = CropDataset(crops, AugmentParams(), seed=4)
+    dataset.set_epoch(1)
+    rows, draws = np.array([3, 7, 3, 0]), np.array([10, 11, 12, 13])
+    batch = dataset.gather(rows, torch.device("cpu"), draws=draws)
+    alone = dataset.gather(rows[1:2], torch.device("cpu"), draws=draws[1:2])
+    torch.testing.assert_close(batch.images[1:2], alone.images, rtol=0, atol=1e-6)
+    assert not torch.equal(batch.images[0], batch.images[2])  # the same crop drawn twice: two augmentations
+    torch.testing.assert_close(dataset[(7, 11)][0], alone.images[0], rtol=0, atol=1e-6)  # the per-sample path
+
+
+def test_uniforms_are_a_fixed_function_of_seed_epoch_and_draw():
+    a = sample_uniforms(5, 2, np.arange(1000))
+    assert a.shape == (1000, 10) and a.min() >= 0 and a.max() < 1
+    np.testing.assert_array_equal(a[123:124], sample_uniforms(5, 2, np.array([123])))
+    assert not np.array_equal(a, sample_uniforms(5, 3, np.arange(1000)))
+    assert not np.array_equal(a, sample_uniforms(6, 2, np.arange(1000)))
+    # uniform enough: each column's deciles hold 10% +- 2.5% of the 1000 draws, columns uncorrelated
+    for column in a.T:
+        assert np.all(np.abs(np.histogram(column, bins=10, range=(0, 1))[0] / 1000 - 0.1) < 0.025)
+    assert np.abs(np.corrcoef(a.T) - np.eye(10)).max() < 0.1
 
 
 def test_augmentation_is_fixed_by_seed_epoch_and_index():
@@ -100,9 +129,14 @@ def test_finetune_returns_a_projected_model_and_logs_every_epoch():
     train, push, val = CropDataset(_crops(), NO_INTENSITY), CropDataset(_crops()), CropDataset(_crops(seed=2))
     logged = []
     params = FinetuneParams(epochs=3, batch_size=8, project_every=2, last_layer_epochs=1)
-    result = run_finetune(net, loss, train, push, val, params, 8, TrainParams(), runtime, 0, logged.append)
+    result = run_finetune(net, loss, train, push, val, params, ProjectParams(batch_size=8), TrainParams(), runtime, 0,
+                          logged.append)
     assert len(logged) == 3 and result.epoch in (2, 3)
     assert sum("projected/val/auroc_average" in m for m in logged) == 2  # after epochs 2 and 3
+    assert [m.get("projection") for m in logged] == [None, 1.0, 2.0]  # the projection marks
+    assert all("train/l1" not in m for m in logged)  # no L1 in the joint loss ...
+    assert all("projected/last_layer/l1" in m for m in logged[1:])  # ... only in the last-layer phase
+    assert all(m["projected/duplicates"] == 0 for m in logged[1:])
     net.load_state_dict(result.state)
     net.eval()
     with torch.no_grad():
@@ -152,8 +186,9 @@ def test_validation_and_model_selection_read_the_margin_auroc_among_lesions():
     from fpnpipe.train.schedule import selection_key, validate
 
     net, runtime = _net(), setup_runtime(TrainParams(device="cpu"), 0)
-    loader = make_loader(CropDataset(_crops(n=24, seed=3)), 8, shuffle=False)
-    val = validate(net, loader, runtime)
+    dataset = CropDataset(_crops(n=24, seed=3))
+    loader = make_loader(dataset, 8, shuffle=False)
+    val = validate(net, dataset, 8, runtime)
     probs, labels = predict(net, loader, runtime)
     assert val["auroc_average"] == margin_auroc_table(labels, probs)["average"]
     assert val["auroc_average"] != all_crops_auroc_table(labels, probs)["average"]

@@ -24,6 +24,11 @@ class TrainParams(Section):
     every crop once per epoch, in a seeded random order."""
     bf16: bool = True
     channels_last: bool = True
+    processes: int = Field(1, ge=1, le=64)
+    """Training processes (PyTorch DistributedDataParallel; one per GPU on CUDA, gloo on the CPU) that
+    warmup, project and finetune share their work among. The batch sizes stay global: each process takes
+    its share of every batch, so the result is that of one process up to float rounding. Under torchrun,
+    torchrun's process count is used instead."""
 
 
 class AugmentParams(Section):
@@ -82,6 +87,9 @@ class ProjectParams(Section):
     """Stage B: prototype projection."""
 
     batch_size: int = Field(64, ge=1, le=4096)
+    distinct: Literal["image", "cell", "none"] = "image"
+    """What prototypes of one class and FPN level may not share: a source crop ("image"), a grid cell of
+    one ("cell"), or nothing ("none": each takes its own best patch, as the paper's push)."""
 
 
 class FinetuneLr(Section):

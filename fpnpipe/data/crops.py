@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from fpnpipe.data.intensity import NormalisedImage
 from fpnpipe.data.records import Box, Circle
 
 IntBox = tuple[int, int, int, int]
@@ -44,7 +45,7 @@ def context_box(box: Box, context: float) -> IntBox:
     return left, top, left + side, top + side
 
 
-def extract(image: np.ndarray, box: IntBox, fill: float = 0.0) -> np.ndarray:
+def extract(image: np.ndarray | NormalisedImage, box: IntBox, fill: float = 0.0) -> np.ndarray:
     """The (y1-y0, x1-x0) region of a (H, W) array under `box`; parts outside the image are `fill`."""
     x0, y0, x1, y1 = box
     h, w = image.shape
@@ -62,7 +63,7 @@ def resize(region: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def crop_image(image: np.ndarray, box: IntBox, size: int) -> np.ndarray:
+def crop_image(image: np.ndarray | NormalisedImage, box: IntBox, size: int) -> np.ndarray:
     """(size, size) float32 crop of a [0, 1] image under `box`, zero (air) outside the image."""
     return np.clip(resize(extract(image, box, 0.0), size), 0.0, 1.0)
 

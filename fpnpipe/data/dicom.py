@@ -34,6 +34,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pydicom
@@ -50,6 +51,8 @@ from pydicom.uid import (
 )
 
 from fpnpipe.reasons import exception_reason, stable_reason
+
+T = TypeVar("T")
 
 GREY_PHOTOMETRIC: tuple[str, ...] = ("MONOCHROME1", "MONOCHROME2")
 _first_line = exception_reason  # an exception as a one-line, byte-stable reason
@@ -284,18 +287,25 @@ def _embedded_overlay_at_or_above(ds: Dataset, bits: int) -> bool:
     return False
 
 
-def _within_bits_stored(path: Path, ds: Dataset, arr: np.ndarray) -> np.ndarray:
+def _within_bits_stored(path: Path, ds: Dataset, arr: np.ndarray) -> tuple[np.ndarray, tuple[int, int] | None]:
     """(H, W) stored values with the bits above HighBit removed (PS3.5 8.1.1), after refusing a file whose
     stored words use those bits (see the module docstring). A signed value's high bits may be all zero or
-    a sign extension; nothing else."""
+    a sign extension; nothing else. Also the values' (min, max) when they were computed on the way."""
     bits = int(ds.get("BitsStored") or arr.dtype.itemsize * 8)
     width = arr.dtype.itemsize * 8
     if bits >= width:
-        return arr
+        return arr, None
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    if arr.size and arr.dtype.kind == ("i" if signed else "u"):
+        # The common case in two reductions, no temporary: every value already in the range of BitsStored
+        # (high bits zero, or a sign extension), and then removing the high bits changes nothing.
+        low, high_end = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        data = (int(arr.min()) if signed else 0, int(arr.max()))  # unsigned: one reduction, the minimum is >= 0
+        if data[0] >= low and data[1] <= high_end:
+            return arr, data
     words = arr.view(arr.dtype.str.replace("i", "u"))
     high = words >> bits
     legal = high == 0
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
     if signed:
         sign = ((words >> (bits - 1)) & 1).astype(bool)
         legal |= (high == (1 << (width - bits)) - 1) & sign
@@ -311,11 +321,16 @@ def _within_bits_stored(path: Path, ds: Dataset, arr: np.ndarray) -> np.ndarray:
     shift = width - bits
     np.left_shift(out, shift, out=out)
     np.right_shift(out, shift, out=out)  # arithmetic for signed types: sign-extends
-    return out
+    return out, None
 
 
 def _decode(path: Path, ds: Dataset) -> np.ndarray:
     """(H, W) integer stored values within BitsStored (unused high bits removed)."""
+    return _decode_with_range(path, ds)[0]
+
+
+def _decode_with_range(path: Path, ds: Dataset) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """_decode, and the stored values' (min, max) when the BitsStored check computed them."""
     _check_complete(path, ds)
     try:
         ds.pixel_array_options(correct_unused_bits=False)  # the raw words: _within_bits_stored checks them
@@ -333,15 +348,17 @@ def dicom_stored(path: Path) -> np.ndarray:
     return _decode(path, load_dicom(path, pixels=True))
 
 
-def _stored_range(ds: Dataset, stored: np.ndarray) -> tuple[int, int]:
-    """[lo, hi] that the stored values can take (PixelRepresentation, BitsStored), widened to the data."""
+def _stored_range(ds: Dataset, stored: np.ndarray, data: tuple[int, int] | None = None) -> tuple[int, int]:
+    """[lo, hi] that the stored values can take (PixelRepresentation, BitsStored), widened to the data
+    (their (min, max) `data`, computed here if not given)."""
     bits = int(ds.get("BitsStored") or stored.dtype.itemsize * 8)
     if int(ds.get("PixelRepresentation") or 0) == 1:
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     else:
         lo, hi = 0, (1 << bits) - 1
     # Decoders occasionally disagree with the header (e.g. JPEG 2000 precision); keep every value mappable.
-    return min(lo, int(stored.min())), max(hi, int(stored.max()))
+    data_lo, data_hi = data if data is not None else (int(stored.min()), int(stored.max()))
+    return min(lo, data_lo), max(hi, data_hi)
 
 
 def _luts(values: np.ndarray, ds: Dataset, voi_window: bool) -> np.ndarray:
@@ -350,29 +367,52 @@ def _luts(values: np.ndarray, ds: Dataset, voi_window: bool) -> np.ndarray:
     return apply_voi_lut(out, ds) if voi_window else out
 
 
+def _presentation_table(
+    path: Path, ds: Dataset, stored: np.ndarray, voi_window: bool, data: tuple[int, int] | None = None
+) -> tuple[np.ndarray, int] | None:
+    """(table, lo): the float32 presentation value of every stored value v in [lo, lo + len(table)) at
+    table[v - lo], MONOCHROME1 inverted within the range the values can take, so bright = dense for both
+    photometric interpretations; None when the range is wider than 16 bits (not mammography). data: the
+    stored values' (min, max) if known."""
+    lo, hi = _stored_range(ds, stored, data)
+    if hi - lo >= _LUT_MAX_ENTRIES:
+        return None
+    invert = str(ds.PhotometricInterpretation).strip() == "MONOCHROME1"
+    try:
+        table = _luts(np.arange(lo, hi + 1, dtype=np.int64), ds, voi_window).astype(np.float32)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise ImageReadError(path, f"invalid Modality / VOI LUT in the header ({_first_line(exc)})") from None
+    if invert:
+        table = (table.min() + table.max()) - table
+    return table, lo
+
+
+def _table_index(stored: np.ndarray, lo: int) -> np.ndarray:
+    """Indices into a _presentation_table: the stored values themselves when lo is 0."""
+    if lo == 0:
+        return stored
+    index = stored.astype(np.int32)
+    index -= lo
+    return index
+
+
 def _presentation(path: Path, ds: Dataset, stored: np.ndarray, voi_window: bool) -> np.ndarray:
-    """(H, W) float32 presentation values from (H, W) stored values; MONOCHROME1 inverted within the
-    range the values can take, so bright = dense for both photometric interpretations."""
+    """(H, W) float32 presentation values from (H, W) stored values (see _presentation_table)."""
+    lut = _presentation_table(path, ds, stored, voi_window)
+    if lut is not None:
+        table, lo = lut
+        return np.take(table, _table_index(stored, lo))
+    # Wider than 16 bits (not mammography): map directly; the range comes from the end points.
     lo, hi = _stored_range(ds, stored)
     invert = str(ds.PhotometricInterpretation).strip() == "MONOCHROME1"
     try:
-        if hi - lo < _LUT_MAX_ENTRIES:
-            table = _luts(np.arange(lo, hi + 1, dtype=np.int64), ds, voi_window).astype(np.float32)
-            if invert:
-                table = (table.min() + table.max()) - table
-            if lo == 0:
-                return table[stored]
-            index = stored.astype(np.int32)
-            index -= lo
-            return table[index]
-        # Wider than 16 bits (not mammography): map directly; the range comes from the end points.
         ends = _luts(np.array([lo, hi], dtype=np.int64), ds, voi_window)
         image = _luts(stored, ds, voi_window).astype(np.float32)
-        if invert:
-            image = np.float32(ends.min() + ends.max()) - image
-        return image
     except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
         raise ImageReadError(path, f"invalid Modality / VOI LUT in the header ({_first_line(exc)})") from None
+    if invert:
+        image = np.float32(ends.min() + ends.max()) - image
+    return image
 
 
 def read_dicom_image(path: Path, *, voi_window: bool = False) -> np.ndarray:
@@ -380,3 +420,18 @@ def read_dicom_image(path: Path, *, voi_window: bool = False) -> np.ndarray:
     ds = load_dicom(path, pixels=True)
     stored = _decode(path, ds)
     return _presentation(path, ds, stored, voi_window)
+
+
+def read_dicom_normalised(
+    path: Path, normalise: Callable[[np.ndarray, np.ndarray], T], *, voi_window: bool = False
+) -> T:
+    """normalise(index, table): the image's presentation values normalised without building them first,
+    where table[index] = read_dicom_image(path) (fpnpipe.data.intensity.normalize_through_table)."""
+    ds = load_dicom(path, pixels=True)
+    stored, data = _decode_with_range(path, ds)
+    lut = _presentation_table(path, ds, stored, voi_window, data)
+    if lut is None:
+        image = _presentation(path, ds, stored, voi_window)
+        return normalise(np.arange(image.size).reshape(image.shape), image.ravel())
+    table, lo = lut
+    return normalise(_table_index(stored, lo), table)

@@ -36,8 +36,8 @@ from fpnpipe.data.crops import (
     shrink_mask,
 )
 from fpnpipe.data.image_table import ImageEntry
-from fpnpipe.data.images import ImageReadError, read_header, read_image, read_mask
-from fpnpipe.data.intensity import normalize_intensity
+from fpnpipe.data.images import ImageReadError, read_header, read_mask, read_normalised
+from fpnpipe.data.intensity import NormalisedImage
 from fpnpipe.data.records import Box, Circle, LesionRow, Rejection
 from fpnpipe.data.schema import CropSet
 from fpnpipe.data.thumbnails import Thumbnail, make_thumbnail
@@ -78,11 +78,11 @@ class LesionCrop:
     image_fraction: float
 
 
-def load_image(path: Path, voi_window: bool, percentiles: tuple[float, float]) -> np.ndarray:
-    """(H, W) float32 image in [0, 1], read and normalised as for every crop. Raises ImageReadError
-    (unreadable file) or ValueError (e.g. a constant image)."""
-    raw = read_image(path, voi_window=voi_window)
-    return normalize_intensity(raw, percentiles)
+def load_image(path: Path, voi_window: bool, percentiles: tuple[float, float]) -> np.ndarray | NormalisedImage:
+    """(H, W) float32 image in [0, 1], read and normalised as for every crop (a DICOM's pixels are computed
+    where a crop reads them: NormalisedImage). Raises ImageReadError (unreadable file) or ValueError (e.g. a
+    constant image)."""
+    return read_normalised(path, voi_window=voi_window, percentiles=percentiles)
 
 
 def read_named_mask(path: Path, what: str) -> np.ndarray:
@@ -146,11 +146,11 @@ def _crop_box(lesion_box: Box, crop: CropParams, shape: tuple[int, int]) -> tupl
     return box, fraction
 
 
-def crop_lesion(image: np.ndarray, annotation: Annotation, crop: CropParams) -> LesionCrop:
+def crop_lesion(image: np.ndarray | NormalisedImage, annotation: Annotation, crop: CropParams) -> LesionCrop:
     """Cut one lesion out of a normalised (H, W) image in [0, 1] (see `load_image`): a square box of side
     crop.context x the lesion box's longer side, centred on it, zero outside the image, resized to
     (crop.size, crop.size). Raises CropRefused with the reason (see the module docstring)."""
-    shape = image.shape
+    shape = (int(image.shape[0]), int(image.shape[1]))
     lesion_box = _lesion_box(annotation, shape)
     if annotation.fine is not None and annotation.fine.shape != shape:
         fine_shape = annotation.fine.shape
@@ -305,7 +305,7 @@ def crop_lesions(job: ImageJob, crop: CropParams, voi_window: bool, percentiles:
         lesion_boxes=tuple(boxes),
         all_lesions_known=len(boxes) == len(job.lesions),
     )
-    thumbnail = Thumbnail(job.image_id, make_thumbnail(image), entry.shape, _pixel_spacing(job.image_path))
+    thumbnail = Thumbnail(job.image_id, make_thumbnail(np.asarray(image)), entry.shape, _pixel_spacing(job.image_path))
     return ImageResult(CropSet.concat(parts, crop.size), tuple(rejections), entry, thumbnail)
 
 

@@ -23,7 +23,9 @@ class ProjectionRecord:
     (receptive field of the grid cell; box of the self-activation's pixels >= its 95th percentile);
     self_activation (m, S, S) float (the projected prototype's patch similarity on its source crop,
     upsampled bilinearly); source_image (m, S, S) float (the source crop); duplicate_of (m,) int: the
-    lower-numbered prototype of the same class projected onto the same patch, or -1.
+    lower-numbered prototype of the same class and level projected onto the same patch (grid cell of the
+    same crop), or -1; displaced (m,) bool: duplicate-free projection (project.distinct) moved the prototype
+    off its own best patch, which another prototype of its class and level had taken.
     """
 
     prototype_class: np.ndarray
@@ -37,9 +39,16 @@ class ProjectionRecord:
     self_activation: np.ndarray
     source_image: np.ndarray
     duplicate_of: np.ndarray
+    displaced: np.ndarray
+
+    def duplicate_counts(self) -> dict[str, int]:
+        """`duplicates`: prototypes sharing their patch with a lower-numbered one of their class and level;
+        `displaced`: prototypes that duplicate-free projection moved off a patch another had taken (what
+        plain projection would have duplicated)."""
+        return {"duplicates": int((self.duplicate_of >= 0).sum()), "displaced": int(self.displaced.sum())}
 
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 _STRINGS = {"source_image_id", "source_patient_id"}
 _STR = h5py.string_dtype(encoding="utf-8")
 
@@ -53,6 +62,7 @@ def empty_record(crop_size: int) -> ProjectionRecord:
         grid=np.zeros((0, 2), np.int64), similarity=np.zeros(0, np.float32), rf_box=np.zeros((0, 4), np.int64),
         high_box=np.zeros((0, 4), np.int64), self_activation=np.zeros((0, s, s), np.float32),
         source_image=np.zeros((0, s, s), np.float32), duplicate_of=np.zeros(0, np.int64),
+        displaced=np.zeros(0, bool),
     )
 
 

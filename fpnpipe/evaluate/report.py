@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from fpnpipe.classes import CLASSES, MARGIN_CLASSES
+from fpnpipe.log import ProgressCallback
 from fpnpipe.metrics.bootstrap import BootstrapCI, bootstrap_ci
 from fpnpipe.metrics.classification import (
     AVERAGE,
@@ -41,7 +42,8 @@ def _shares(predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
 
 
 def classification_metrics(
-    labels: np.ndarray, probs: np.ndarray, patient_ids: np.ndarray, n_boot: int, level: float, seed: int
+    labels: np.ndarray, probs: np.ndarray, patient_ids: np.ndarray, n_boot: int, level: float, seed: int,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Nested dict with the DESIGN.md classification keys of reports/metrics.json.
 
@@ -55,11 +57,17 @@ def classification_metrics(
     `n_test`, `n_test_lesions`, `n_test_by_class`, `n_test_lesion_patients`. CI keys say ci95 whatever
     `level` is, because the key is part of the public contract; bounds are scalars so that `dvc metrics
     diff` and `dvc exp show` show them. Undefined values are NaN here: pass the result through nan_to_none.
+    progress(done, total): the bootstrap's resamples (margin, then detection).
     """
     labels, probs = check_predictions(labels, probs)
     patient_ids = np.asarray(patient_ids)
-    margin_ci = bootstrap_ci(margin_tasks(labels, probs), patient_ids, n_boot, level, seed, average_key=AVERAGE)
-    detection_ci = bootstrap_ci({"detection": detection_task(labels, probs)}, patient_ids, n_boot, level, seed + 1)
+    def part(offset: int) -> Callable[[int, int], None] | None:
+        return None if progress is None else lambda done, total: progress(offset + done, 2 * total)
+
+    margin_ci = bootstrap_ci(margin_tasks(labels, probs), patient_ids, n_boot, level, seed, average_key=AVERAGE,
+                             progress=part(0))
+    detection_ci = bootstrap_ci({"detection": detection_task(labels, probs)}, patient_ids, n_boot, level, seed + 1,
+                                progress=part(n_boot))
     _, margin_predicted = margin_predictions(labels, probs)
     lesions = is_lesion(labels)
     return {

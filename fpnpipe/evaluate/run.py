@@ -18,6 +18,7 @@ from fpnpipe.evaluate.plots import confusion_rows, roc_curve_tables
 from fpnpipe.evaluate.predictions import Predictions, predictions_csv
 from fpnpipe.evaluate.report import classification_metrics, nan_to_none
 from fpnpipe.inference import predict
+from fpnpipe.log import ProgressCallback
 from fpnpipe.model.base import ClassifierNet
 from fpnpipe.model.build import prototype_network
 from fpnpipe.runtime import Runtime
@@ -35,13 +36,16 @@ class Evaluation:
     activation_maps: ActivationMaps
 
 
-def evaluate_model(model: ClassifierNet, test: CropSet, runtime: Runtime, params: EvalParams, seed: int) -> Evaluation:
+def evaluate_model(model: ClassifierNet, test: CropSet, runtime: Runtime, params: EvalParams, seed: int,
+                   progress: ProgressCallback | None = None) -> Evaluation:
     """Predict every test crop, compute the classification metrics with patient-level bootstrap CIs (seeded
-    by `seed`), the activation metrics of a prototype model, and the plot rows."""
+    by `seed`; `progress(done, total)` follows its resamples), the activation metrics of a prototype model,
+    and the plot rows."""
     dataset = CropDataset(test)
     loader = make_loader(dataset, params.batch_size, shuffle=False, pin_memory=runtime.pin_memory)
     probs, labels = predict(model, loader, runtime)
-    metrics = classification_metrics(labels, probs, test.patient_id, params.bootstrap_samples, params.ci_level, seed)
+    metrics = classification_metrics(labels, probs, test.patient_id, params.bootstrap_samples, params.ci_level, seed,
+                                     progress)
     net = prototype_network(model)
     if net is not None:
         maps = collect_activation_maps(net, dataset, runtime, params.batch_size)

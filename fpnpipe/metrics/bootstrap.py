@@ -9,7 +9,7 @@ ties counted one half, which equals the AUROC of the resample.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,13 +78,14 @@ def patient_multiplicities(patient_ids: np.ndarray, n_boot: int, seed: int) -> t
 
 
 def bootstrap_replicates(
-    tasks: Sequence[AurocTask], patient_ids: np.ndarray, n_boot: int, seed: int
+    tasks: Sequence[AurocTask], patient_ids: np.ndarray, n_boot: int, seed: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, int]:
     """(B, T) AUROC of every task in every patient-level resample, and the number of patients resampled.
 
     The patients resampled are those with at least one row included in some task; each resample weights a
     row by its patient's multiplicity (0 for rows a task does not include). NaN where a resample leaves a
-    task without positives or negatives.
+    task without positives or negatives. progress(done, n_boot) is called after each chunk of resamples.
     """
     if n_boot < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
@@ -104,6 +105,8 @@ def bootstrap_replicates(
         for k, task in enumerate(tasks):
             included = task.included[rows].astype(np.float64)
             out[start : start + _CHUNK, k] = weighted_auroc(task.scores[rows], task.positive[rows], weights * included)
+        if progress is not None:
+            progress(min(start + _CHUNK, n_boot), n_boot)
     return out, counts.shape[1]
 
 
@@ -127,6 +130,7 @@ def bootstrap_ci(
     level: float = 0.95,
     seed: int = 0,
     average_key: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BootstrapCI:
     """Patient-level percentile bootstrap intervals for each named task's AUROC, plus, under `average_key`,
     the mean of all the tasks' AUROCs in each resample (the margin average).
@@ -135,7 +139,7 @@ def bootstrap_ci(
     were kept per key (the average needs every task defined).
     """
     names = list(tasks)
-    replicates, n_patients = bootstrap_replicates([tasks[k] for k in names], patient_ids, n_boot, seed)
+    replicates, n_patients = bootstrap_replicates([tasks[k] for k in names], patient_ids, n_boot, seed, progress)
     columns = {name: replicates[:, k] for k, name in enumerate(names)}
     if average_key is not None:
         columns[average_key] = replicates.mean(axis=1) if names else np.full(n_boot, np.nan)

@@ -37,9 +37,9 @@ def train_model(
     seed_everything(seed)
     net = prototype_network(model)
     if net is not None:
-        project(net, push_set, params.project.batch_size, runtime, params.train.num_workers)
+        project(net, push_set, params.project.batch_size, runtime, params.project.distinct)
     seed_everything(seed)
-    result = run_finetune(model, loss_fn, train_set, push_set, val_set, params.finetune, params.project.batch_size,
-                          params.train, runtime, seed, lambda metrics: on_epoch("finetune", metrics))
+    result = run_finetune(model, loss_fn, train_set, push_set, val_set, params.finetune, params.project, params.train,
+                          runtime, seed, lambda metrics: on_epoch("finetune", metrics))
     model.load_state_dict(result.state)
     return result
