@@ -123,6 +123,11 @@ class PrototypeParams(Section):
     top_k: PerLevel = (4, 2, 1, 1)
     similarity: Literal["focal", "topk"] = "focal"
     border_fraction: float = Field(0.2, ge=0, lt=0.5)
+    center_latent: bool = False
+    """fpn_iaiabl: compare the prototypes with each latent map minus its own mean patch (per image and
+    channel) instead of the map itself (false = eq. 2 as printed). Latent features computed from non-negative
+    backbone maps share a large common part, so a cosine of raw patches mostly says how much of that common
+    part a patch carries, which zero padding and crop framing change most. iaiabl and protopnet ignore it."""
 
     @field_validator("top_k")
     @classmethod

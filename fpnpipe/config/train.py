@@ -40,6 +40,10 @@ class AugmentParams(Section):
     affine_degrees: float = Field(10.0, ge=0, le=180)
     affine_translate: float = Field(0.05, ge=0, le=0.5)
     affine_scale: FloatRange = (0.9, 1.1)
+    fill: Literal["zero", "reflect"] = "zero"
+    """What the rotation, shift and scaling bring in from outside the crop: `zero` (air: a turned, shifted or
+    shrunk crop gets black corners or a black frame near its edge) or `reflect` (the crop mirrored at its
+    edge, image and fine annotation alike, so no artificial edge appears)."""
     gamma: FloatRange = (0.8, 1.25)
     window_jitter: float = Field(0.05, ge=0, le=0.5)
 

@@ -98,8 +98,9 @@ def augment_batch(
     if geometry_active(p):
         theta = _on(sampling_matrices(p, u), images.device)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        moved = F.grid_sample(masks.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        padding = "reflection" if p.fill == "reflect" else "zeros"
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+        moved = F.grid_sample(masks.float(), grid, mode="nearest", padding_mode=padding, align_corners=False)
         masks = moved.round().to(torch.uint8)
     column = (images.shape[0], 1, 1, 1)
     if p.gamma != (1.0, 1.0):

@@ -24,6 +24,13 @@ def topk_mean(maps: Tensor, k: int) -> Tensor:
     return maps.flatten(2).topk(k, dim=2).values.mean(dim=2)
 
 
+def center_latent(z: Tensor) -> Tensor:
+    """Each latent map minus its mean patch: z - mean over (H, W) of z, per image and channel.
+
+    z: (B, d, H, W) -> (B, d, H, W)."""
+    return z - z.mean(dim=(-2, -1), keepdim=True)
+
+
 def focal_similarity(maps: Tensor, k: int) -> Tensor:
     """Focal similarity (paper eq. 3, from ProtoPool): mean of the k largest patch similarities minus the
     mean over all patches of the map. maps: (B, m, H, W) -> (B, m)."""
@@ -46,6 +53,8 @@ class PrototypeLayer(nn.Module):
             take no part in pooling or projection (prototypes.border_fraction; 0 = none, as in the paper).
             The activation maps returned are always the raw maps over the whole crop: what the model
             computes there is what the fine-annotation loss, the metrics and the explanations see.
+        center: compare the prototypes with `center_latent(z)` instead of z (prototypes.center_latent;
+            False = eq. 2 as printed); projection then takes its patches from the centred map too.
 
     Global prototype order j: for level in increasing order, for class in index order, that many
     prototypes; so each level's prototypes are the contiguous rows `level_slice(level)`.
@@ -68,6 +77,7 @@ class PrototypeLayer(nn.Module):
         similarity: Similarity,
         focal: bool = True,
         border_fraction: float = 0.0,
+        center: bool = False,
     ) -> None:
         super().__init__()
         self.levels: tuple[int, ...] = tuple(sorted(counts))
@@ -84,6 +94,7 @@ class PrototypeLayer(nn.Module):
         if not 0 <= border_fraction < 0.5:
             raise ValueError(f"prototypes.border_fraction must lie in [0, 0.5), got {border_fraction}")
         self.border_fraction = border_fraction
+        self.center = center
 
         classes: list[int] = []
         levels: list[int] = []
@@ -125,6 +136,11 @@ class PrototypeLayer(nn.Module):
         if vectors.shape != (index.numel(), self.dim):
             raise ValueError(f"expected vectors of shape ({index.numel()}, {self.dim}), got {tuple(vectors.shape)}")
         self.prototype_vectors[index.to(self.prototype_vectors.device)] = vectors.to(self.prototype_vectors)
+
+    def latent(self, z: Tensor) -> Tensor:
+        """The map (B, d, H, W) the prototypes are compared with and projected onto: `center_latent(z)` with
+        `center`, else z."""
+        return center_latent(z) if self.center else z
 
     def similarity_maps(self, z: Tensor, prototypes: Tensor) -> Tensor:
         """Patch similarity maps (B, m_l, H, W) of `prototypes` (m_l, d) on z (B, d, H, W)."""
@@ -177,7 +193,7 @@ class PrototypeLayer(nn.Module):
             if prototypes.shape[0] == 0:
                 maps.append(z.new_zeros((z.shape[0], 0, *z.shape[-2:]), dtype=torch.float32))
                 continue
-            level_maps = self.similarity_maps(z, prototypes)
+            level_maps = self.similarity_maps(self.latent(z), prototypes)
             maps.append(level_maps)
             pooled.append(self.pool(level_maps, level))
         return torch.cat(pooled, dim=1), tuple(maps)

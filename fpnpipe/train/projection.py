@@ -156,7 +156,8 @@ def find_nearest_patches(
 
 def _merge_level(model: PrototypeNetwork, level: int, z: torch.Tensor, b: Batch, classes: torch.Tensor, rows: slice,
                  found: _Candidates, k: int, distinct: str) -> _Candidates:
-    maps = model.prototype_layer.similarity_maps(z.float(), model.level_prototypes(level).float())  # (B, m_l, H, W)
+    z = model.prototype_layer.latent(z.float())  # what the prototypes are compared with (centred or not)
+    maps = model.prototype_layer.similarity_maps(z, model.level_prototypes(level).float())  # (B, m_l, H, W)
     maps = model.prototype_layer.fill_border(maps, float("-inf"))  # edge cells never win
     own = b.labels[:, None] == classes[None, :]  # (B, m_l)
     maps = maps.masked_fill(~own[:, :, None, None], float("-inf"))

@@ -22,6 +22,7 @@ def build(model: ModelParams, prototypes: PrototypeParams) -> PrototypeNetwork:
     layer = PrototypeLayer(
         prototypes.per_class.per_level(), model.fpn_channels, dict(zip(FPN_LEVELS, prototypes.top_k, strict=True)),
         CosineSimilarity(), focal=prototypes.similarity == "focal", border_fraction=prototypes.border_fraction,
+        center=prototypes.center_latent,
     )
     last = LastLayer(layer.prototype_class, len(CLASSES), model.incorrect_class_connection)
     return PrototypeNetwork("fpn_iaiabl", backbone, neck, layer, last)
