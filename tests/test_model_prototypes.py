@@ -156,3 +156,19 @@ def test_a_border_that_leaves_no_patch_is_a_clear_error():
                            border_fraction=0.45)  # 3 of 6 cells per edge
     with pytest.raises(ValueError, match="prototypes.border_fraction"):
         layer([torch.randn(1, 3, 6, 6)])
+
+
+def test_centred_latent_ignores_what_every_patch_of_a_crop_shares():
+    torch.manual_seed(5)
+    z = torch.randn(2, 4, 5, 5)
+    shared = torch.randn(2, 4, 1, 1) * 10  # a feature every patch of a crop carries (e.g. its overall level)
+    plain = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, similarity=CosineSimilarity())
+    centred = PrototypeLayer({3: (1, 1)}, dim=4, top_k={3: 2}, similarity=CosineSimilarity(), center=True)
+    centred.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(centred([z + shared])[1][0], centred([z])[1][0])
+    assert not torch.allclose(plain([z + shared])[1][0], plain([z])[1][0])
+    expected = cosine_similarity_maps(z - z.mean(dim=(2, 3), keepdim=True), plain.prototype_vectors)
+    torch.testing.assert_close(centred([z])[1][0], expected)
+    # A prototype set to a centred patch is that patch's own best match, at similarity 1.
+    centred.set_prototype(0, centred.latent(z)[0, :, 2, 3])
+    assert centred([z])[1][0][0, 0, 2, 3].item() == pytest.approx(1.0, abs=1e-5)

@@ -73,6 +73,18 @@ def test_augmentation_moves_image_and_mask_together():
     assert overlap > 0.9  # the affine part resamples both with one transform
 
 
+def test_reflect_fill_brings_in_no_air_at_the_crop_edge():
+    image = torch.full((8, 1, S, S), 0.6)
+    mask = torch.ones(8, 1, S, S, dtype=torch.uint8)
+    params = NO_INTENSITY.model_copy(update={"affine_degrees": 30.0, "affine_scale": (0.8, 0.8)})
+    u = sample_uniforms(1, 0, np.arange(8))
+    zero_image, zero_mask = augment_batch(image, mask, params, u)
+    assert (zero_image < 0.01).any() and (zero_mask == 0).any()  # turned and shrunk: air in the corners
+    image_r, mask_r = augment_batch(image, mask, params.model_copy(update={"fill": "reflect"}), u)
+    torch.testing.assert_close(image_r, image)  # a constant crop stays constant: its mirror is the crop
+    assert bool((mask_r == 1).all())
+
+
 def test_augmentation_of_a_draw_does_not_depend_on_its_batch():
     crops = _crops()
     dataset = CropDataset(crops, AugmentParams(), seed=4)
