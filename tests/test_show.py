@@ -51,6 +51,16 @@ def test_table_lists_every_experiment_with_its_intervals_in_80_columns() -> None
     assert "chance level 0.500" in table
 
 
+def test_a_running_experiment_shows_no_metrics_yet() -> None:
+    # While an experiment runs, `dvc exp show` gives it the metrics files of the commit it started from.
+    show = json.loads(SAMPLE.read_text())
+    group = next(g for c in show for g in c["experiments"] or [] if g["name"] == "fine-half")
+    group["executor"] = {"state": "running"}
+    row = next(r for r in experiment_rows(show) if r.name == "fine-half")
+    assert row.state == "running" and row.metrics is None
+    assert "running" in format_table([row]) and "0." not in format_table([row]).splitlines()[2]
+
+
 def test_changed_params_and_bad_input() -> None:
     assert changed_params({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 1, "c": [1, 3], "d": 0}}) == (
         "a.c=[1,2]", "a.d=<removed>")

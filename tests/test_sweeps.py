@@ -37,13 +37,17 @@ def exp_show() -> list:
     commit = _state("main", 1.0, 0)
     exps = [_state(f"e{lam}-{seed}", lam, seed) for lam in (0.0, 1.0) for seed in (0, 1, 2)]
     queued = _state("queued", 0.0, 0, with_metrics=False)
+    running = _state("running", 0.0, 2)  # DVC shows the commit's metrics files for it until it finishes
+    running["data"]["params"]["params.yaml"]["data"]["seed"]["train"] = 7
     return [{"rev": "workspace", "name": None, "error": None, "data": commit["data"], "experiments": None},
-            {**commit, "experiments": [{"revs": [e], "executor": None, "name": e["name"]} for e in [*exps, queued]]}]
+            {**commit, "experiments": [{"revs": [e], "executor": None, "name": e["name"]} for e in [*exps, queued]]
+             + [{"revs": [running], "executor": {"state": "running"}, "name": "running"}]}]
 
 
 def test_runs_are_grouped_over_the_training_seed_with_numpy_spread() -> None:
     runs = runs_from_show(exp_show())
-    assert len(runs) == 6  # workspace, commit and e1.0-0 share params: counted once; the queued run has no metrics
+    assert len(runs) == 6  # workspace, commit and e1.0-0 share params: counted once; the queued run has no metrics and
+    # the running one's are not its own
     groups = group_runs(runs)
     assert len(groups) == 2
     for group in groups:

@@ -93,6 +93,10 @@ def _file_data(section: Any, name: str, what: str) -> Mapping[str, Any] | None:
     return data
 
 
+UNFINISHED = ("queued", "running", "failed")
+"""Executor states of an experiment whose metrics are not its own yet."""
+
+
 def _state(entry: Mapping[str, Any], executor: Any) -> str | None:
     error = entry.get("error")
     if error:
@@ -114,7 +118,10 @@ def _row(entry: Mapping[str, Any], experiment: bool, executor: Any, baseline: Ma
     params = _file_data(data.get("params"), params_file, str(name))
     metrics = _file_data(data.get("metrics"), metrics_file, str(name))
     changed = changed_params(params, baseline) if params is not None else ()
-    return ExperimentRow(str(name), experiment, _state(entry, executor), metrics, changed), params
+    state = _state(entry, executor)
+    if state in UNFINISHED:
+        metrics = None  # DVC shows the commit's files for an experiment that has not finished
+    return ExperimentRow(str(name), experiment, state, metrics, changed), params
 
 
 def experiment_rows(show: Any, metrics_file: str = METRICS_FILE, params_file: str = PARAMS_FILE) -> list[ExperimentRow]:

@@ -63,6 +63,11 @@ def _numeric(tree: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
 
 
+def _finished(executor: Any) -> bool:
+    """False while an experiment is queued, running or failed: DVC then shows its commit's metrics."""
+    return not (isinstance(executor, Mapping) and executor.get("state") not in (None, "success"))
+
+
 def runs_from_show(show: Any, metrics_file: str = METRICS_FILE, params_file: str = PARAMS_FILE) -> list[Run]:
     """Every commit and experiment of `dvc exp show --json` output that has params and metrics, in its order,
     runs with identical params counted once (the first kept). Raises ExperimentsError for another shape."""
@@ -74,7 +79,7 @@ def runs_from_show(show: Any, metrics_file: str = METRICS_FILE, params_file: str
             raise ExperimentsError("a commit entry is not an object")
         entries.append(commit)
         for group in commit.get("experiments") or ():
-            if isinstance(group, Mapping) and group.get("revs"):
+            if isinstance(group, Mapping) and group.get("revs") and _finished(group.get("executor")):
                 entries.append(group["revs"][0])
     runs: list[Run] = []
     seen: set[str] = set()
