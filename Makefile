@@ -78,8 +78,8 @@ seeds: env
 	dvc exp run --run-all --jobs 1
 	python -m stages seeds --out reports/seeds.json
 
-# The accuracy-interpretability frontier: loss.lambda_fine x three training seeds (15 runs), then the figure.
-FRONTIER_LAMBDAS ?= 0,0.1,0.3,1,3
+# The accuracy-interpretability frontier: loss.lambda_fine x three training seeds (21 runs), then the figure.
+FRONTIER_LAMBDAS ?= 0,0.1,0.3,1,3,10,30
 frontier: env
 	dvc exp run --queue -S 'loss.lambda_fine=$(FRONTIER_LAMBDAS)' -S 'seed.train=0,1,2'
 	dvc exp run --run-all --jobs 1

@@ -116,7 +116,7 @@ def test_protopnet_is_iaiabl_with_max_pooling_and_no_fine_annotation_term() -> N
 
 
 def test_protopnet_ignores_top_k_in_params_validation() -> None:
-    big_k = {"model": {"arch": "protopnet"}, "prototypes": {"top_k": [4, 2, 1, 30]}}
+    big_k = {"model": {"arch": "protopnet"}, "prototypes": {"top_k": [4, 2, 1, 40]}}  # 36 cells at 96 px
     assert parse_params(big_k).model.arch == "protopnet"  # k = 1 always fits
     with pytest.raises(ConfigError, match=r"prototypes.top_k\[3\]"):
         parse_params({**big_k, "model": {"arch": "iaiabl"}})
@@ -185,7 +185,7 @@ def _params_data() -> dict:
 
 @pytest.mark.parametrize(("models", "key"), [
     ({"protopnet": {"prototypes": {"top_kk": [1, 1, 1, 1]}}}, "compare.models.protopnet.prototypes.top_kk"),
-    ({"iaiabl": {"prototypes": {"top_k": [4, 2, 1, 30]}}}, r"compare.models.iaiabl.prototypes.top_k\[3\]"),
+    ({"iaiabl": {"prototypes": {"top_k": [4, 2, 1, 40]}}}, r"compare.models.iaiabl.prototypes.top_k\[3\]"),
     ({"bar": {"seed": 1}}, "compare.models.bar.seed"),
     ({"bar": {}}, "compare.models.bar.model.arch"),
     ({"bar": {"model": {"arch": "iaiabl"}, "warmup": {"lr": {"neck": -1}}}}, "compare.models.bar.warmup.lr.neck"),

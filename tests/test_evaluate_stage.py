@@ -138,11 +138,13 @@ def test_activation_metrics_recomputed_from_the_saved_maps_with_numpy(world: Pat
         area[level] = (scaled >= 0.5).mean(1).tolist()
     every = sum(precision.values(), [])
     # The upsampled maps agree to 5e-7; on 32 px crops whose coarse maps (2 x 2 cells) upsample to plateaus,
-    # that moves pixels tied with the 95th percentile (here by 1.6e-4 on the average): 1e-3 of slack.
-    assert metrics["activation_precision"]["average"] == pytest.approx(np.mean(every), abs=1e-3)
+    # that moves pixels tied with the 95th percentile (by 1.6e-4 on the average with raw latent maps, 2.3e-3
+    # with centred ones, whose 2 x 2 maps hold fewer distinct values): 5e-3 of slack, against averages of
+    # 0.07-0.14 here, which another population or definition would move by far more.
+    assert metrics["activation_precision"]["average"] == pytest.approx(np.mean(every), abs=5e-3)
     assert metrics["activation_area"]["average"] == pytest.approx(np.mean(sum(area.values(), [])), abs=1e-3)
     for level in (2, 3, 4, 5):
-        assert metrics["activation_precision"][f"level_{level}"] == pytest.approx(np.mean(precision[level]), abs=1e-3)
+        assert metrics["activation_precision"][f"level_{level}"] == pytest.approx(np.mean(precision[level]), abs=5e-3)
     assert metrics["activation_precision"]["n_pairs"] == len(every)
 
 

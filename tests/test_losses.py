@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fpnpipe.classes import CLASSES
 from fpnpipe.config import LossParams, ModelParams, PrototypeParams, parse_params
+from fpnpipe.config.model import IAIABL_FINE_INSIDE, IAIABL_FINE_OUTSIDE
 from fpnpipe.losses import (
     PrototypeLoss,
     cluster_loss,
@@ -21,8 +23,9 @@ from fpnpipe.losses import (
 from fpnpipe.model.base import PrototypeOutput
 from fpnpipe.model.build import build_network
 
-INSIDE = torch.tensor(LossParams().fine_inside.matrix())
-OUTSIDE = torch.tensor(LossParams().fine_outside.matrix())
+# IAIA-BL's coefficient matrices (0 / 1), whose values the hand computations below use.
+INSIDE = torch.tensor([list(IAIABL_FINE_INSIDE[c]) for c in CLASSES])
+OUTSIDE = torch.tensor([list(IAIABL_FINE_OUTSIDE[c]) for c in CLASSES])
 
 
 def test_cluster_and_separation_by_hand():

@@ -232,7 +232,7 @@ def test_set_prototype_to_a_latent_patch_gives_similarity_one_there():
     net = build_network(QUICK, PROTOS)
     x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
-        z3 = net.forward_features(x)[1]  # level 3, (1, 64, 4, 4)
+        z3 = net.prototype_layer.latent(net.forward_features(x)[1])  # level 3, (1, 64, 4, 4), as compared
         j = net.level_slice(3).start + 1
         net.set_prototype(j, z3[0, :, 2, 1])
         maps = net(x).activations[1]

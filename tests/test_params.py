@@ -130,7 +130,8 @@ def test_level_map_sizes_are_those_of_the_backbone():
         ({"crop": {"size": 32}, "prototypes": {"top_k": [4, 2, 5, 1], "border_fraction": 0.0}},
          "prototypes.top_k[2]", "at most 4"),
         # 96 px, border 0.2: level 2 is 24 x 24 with 5 border cells a side, 14 x 14 = 196 inside.
-        ({"crop": {"size": 96}, "prototypes": {"top_k": [197, 2, 1, 1]}}, "prototypes.top_k[0]", "at most 196"),
+        ({"crop": {"size": 96}, "prototypes": {"top_k": [197, 2, 1, 1], "border_fraction": 0.2}},
+         "prototypes.top_k[0]", "at most 196"),
         # 32 px, border 0.45: no interior cell is left at any level.
         ({"crop": {"size": 32}, "prototypes": {"border_fraction": 0.45}}, "prototypes.border_fraction",
          "leaves no interior cell"),
@@ -148,7 +149,7 @@ def test_prototype_params_must_fit_the_maps_of_crop_size(data, key, words):
 
 def test_map_checks_skip_what_the_architecture_does_not_pool():
     # Largest k that fits: 196 at level 2 (96 px, border 0.2); a level without prototypes is not pooled.
-    parse_params({"prototypes": {"top_k": [196, 16, 16, 16]}})
+    parse_params({"prototypes": {"top_k": [196, 16, 16, 16], "border_fraction": 0.2}})
     no_level_5 = {c: [2, 2, 2, 0] for c in ("circumscribed", "indistinct", "spiculated", "negative")}
     parse_params({"crop": {"size": 32}, "prototypes": {"per_class": no_level_5, "top_k": [4, 2, 1, 99]}})
     parse_params({"model": {"arch": "vgg16"}, "crop": {"size": 32}, "prototypes": {"top_k": [99, 99, 99, 99]}})

@@ -46,8 +46,8 @@ def _model(border_fraction: float = 0.0):
 
 def _brute_force(model, images: torch.Tensor, labels: np.ndarray):
     """For every prototype: loop over own-class images and every allowed cell of its level."""
-    with torch.no_grad():
-        features = model.forward_features(images)
+    with torch.no_grad():  # the maps the prototypes are compared with (centred: prototypes.center_latent)
+        features = [model.prototype_layer.latent(z) for z in model.forward_features(images)]
     best = {}
     for level, z in zip(model.levels, features, strict=True):
         n = model.prototype_layer.border_cells(z.shape[2])
@@ -140,7 +140,7 @@ def _twins(distinct: str, crops: CropSet | None = None):
 def _cosines(model, level: int, j: int, images: torch.Tensor) -> torch.Tensor:
     """(N, H, W) patch similarity of prototype j on every image, border cells at -inf."""
     with torch.no_grad():
-        z = model.forward_features(images)[model.levels.index(level)]
+        z = model.prototype_layer.latent(model.forward_features(images)[model.levels.index(level)])
         maps = model.prototype_layer.similarity_maps(z, model.prototype_layer.prototype_vectors[j : j + 1])[:, 0]
         return model.prototype_layer.fill_border(maps[:, None], float("-inf"))[:, 0]
 

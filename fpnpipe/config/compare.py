@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from fpnpipe.config.base import Section
+from fpnpipe.config.model import IAIABL_FINE_INSIDE, IAIABL_FINE_OUTSIDE
 
 OVERRIDABLE: tuple[str, ...] = ("model", "prototypes", "loss", "augment", "warmup", "project", "finetune")
 """The sections a baseline may change. Everything else (seed, data, crops, split, train, eval) is shared, so
@@ -43,11 +44,15 @@ class BaselineOverrides(Section):
 def _default_models() -> dict[str, BaselineOverrides]:
     # IAIA-BL pools its conv-5 map by top-k (k = 9 of 14 x 14 cells at 224 px); the quickstart's shared
     # level-5 k is 1 (6 x 6 cells at 96 px, 4 x 4 inside the border), which would make it max pooling, i.e.
-    # ProtoPNet's: k = 2 keeps the two baselines' pooling apart.
+    # ProtoPNet's: k = 2 keeps the two baselines' pooling apart. It trains with IAIA-BL's fine-annotation
+    # coefficients (at the earlier default weight 1), not FPN-IAIA-BL's.
     return {
         "vgg16": BaselineOverrides(),
         "protopnet": BaselineOverrides(),
-        "iaiabl": BaselineOverrides(prototypes={"top_k": [4, 2, 1, 2]}),
+        "iaiabl": BaselineOverrides(
+            prototypes={"top_k": [4, 2, 1, 2]},
+            loss={"lambda_fine": 1.0, "fine_inside": {c: list(v) for c, v in IAIABL_FINE_INSIDE.items()},
+                  "fine_outside": {c: list(v) for c, v in IAIABL_FINE_OUTSIDE.items()}}),
     }
 
 

@@ -24,12 +24,15 @@ class FeaturePyramid(Neck):
     Args:
         in_channels: channels of the taps, keyed by level, e.g. {2: 128, 3: 256, 4: 512, 5: 512}.
         out_channels: d, the channels of every output level.
+        smooth_bias: whether the 3x3 convolutions have a bias. A prototype layer that centres its maps
+            (prototypes.center_latent) removes every constant a bias adds, so its gradient is rounding noise
+            that Adam would turn into steps of the learning rate's size: those models are built without.
 
     Input: the taps (c2, ..., c5), finest first, e.g. (B, 128, 56, 56) ... (B, 512, 14, 14).
     Output: (z2, ..., z5), each (B, d, H_l, W_l) with the size of its tap.
     """
 
-    def __init__(self, in_channels: Mapping[int, int], out_channels: int) -> None:
+    def __init__(self, in_channels: Mapping[int, int], out_channels: int, smooth_bias: bool = True) -> None:
         super().__init__()
         self.levels: tuple[int, ...] = tuple(sorted(in_channels))
         if len(self.levels) < 1 or out_channels < 1:
@@ -37,7 +40,8 @@ class FeaturePyramid(Neck):
         self.out_channels = out_channels
         self.lateral = nn.ModuleList(nn.Conv2d(in_channels[lv], out_channels, 1) for lv in self.levels)
         # One 3x3 per level below the top (eq. 1); smooth[i] belongs to self.levels[i].
-        self.smooth = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in self.levels[:-1])
+        self.smooth = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=smooth_bias)
+                                    for _ in self.levels[:-1])
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)

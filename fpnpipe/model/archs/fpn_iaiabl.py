@@ -18,7 +18,8 @@ DESCRIPTION = "FPN-IAIA-BL: multi-scale cosine prototypes on a VGG-16 feature py
 def build(model: ModelParams, prototypes: PrototypeParams) -> PrototypeNetwork:
     """The network with fresh weights. Prototype counts per class and level: prototypes.per_class."""
     backbone = VGGBackbone(model.width)
-    neck = FeaturePyramid({lv: backbone.out_channels[lv] for lv in FPN_LEVELS}, model.fpn_channels)
+    neck = FeaturePyramid({lv: backbone.out_channels[lv] for lv in FPN_LEVELS}, model.fpn_channels,
+                          smooth_bias=not prototypes.center_latent)
     layer = PrototypeLayer(
         prototypes.per_class.per_level(), model.fpn_channels, dict(zip(FPN_LEVELS, prototypes.top_k, strict=True)),
         CosineSimilarity(), focal=prototypes.similarity == "focal", border_fraction=prototypes.border_fraction,
