@@ -81,8 +81,8 @@ def _train(n_train: int, dist: Dist) -> dict | None:
 def _train_one_thread(n_train: int, dist: Dist) -> dict | None:
     runtime = setup_runtime(TrainParams(device="cpu"), 3, dist)
     net = _net()
-    # lambda_fine 1, not the default 10: the stronger fine term lets Adam's per-weight normalisation amplify
-    # float rounding (to 1.3e-4 on a backbone weight after fine-tuning; README "Several processes"), which
+    # lambda_fine 1, not the default 30: a stronger fine term lets Adam's per-weight normalisation amplify
+    # float rounding (to 1.3e-4 on a backbone weight after fine-tuning at 10; README "Several processes"), which
     # would blur what this test checks, that the two runs take the same steps.
     loss = PrototypeLoss.for_model(LossParams(lambda_fine=1.0), net)
     train, val = _crops(n_train, 0), _crops(9, 1)

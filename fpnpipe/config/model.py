@@ -199,7 +199,7 @@ class LossParams(Section):
     lambda_clust: Lambda = 0.8
     lambda_sep: Lambda = 0.4
     lambda_ortho: Lambda = 0.1
-    lambda_fine: Lambda = 10.0
+    lambda_fine: Lambda = 30.0
     lambda_l1: Lambda = 1e-4
     cluster_similarity: Literal["patch", "pooled"] = "patch"
     """Similarity the cluster and separation costs take: `patch` = each prototype's best patch similarity
