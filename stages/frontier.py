@@ -36,6 +36,7 @@ def main(
     write_json(out_dir / "frontier.json", frontier_rows(points))
     save_png(frontier_figure(points), out_dir / "frontier.png")
     for row in frontier_rows(points):
+        chance = "n/a" if row["chance"] is None else f"{row['chance']:.3f}"
         log.info("frontier: %s: margin AUROC %.3f, activation precision %.3f (chance %s), %d seed(s)",
-                 row["setting"], row["auroc_average"], row["activation_precision"], row["chance"], row["n_seeds"])
+                 row["setting"], row["auroc_average"], row["activation_precision"], chance, row["n_seeds"])
     log.info("frontier: wrote %s and %s", out_dir / "frontier.png", out_dir / "frontier.json")

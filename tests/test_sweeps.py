@@ -81,3 +81,10 @@ def test_frontier_has_one_point_per_coefficient_with_its_seed_spread(tmp_path: P
     assert (tmp_path / "frontier/frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     seeds = run_stage("seeds", "--json-file", str(saved), "--out", str(tmp_path / "seeds.json"))
     assert seeds.exit_code == 0 and "3 run(s)" in seeds.output
+
+
+def test_frontier_points_sort_by_the_coefficient_s_value_not_its_text() -> None:
+    runs = runs_from_show(exp_show())
+    for run in runs:  # 0 -> 30, 1 -> 100: as text "100" would sort before "30"
+        run.params["loss.lambda_fine"] = {0.0: 30.0, 1.0: 100.0}[run.params["loss.lambda_fine"]]
+    assert [p.setting["loss.lambda_fine"] for p in frontier_points(runs)] == [30.0, 100.0]

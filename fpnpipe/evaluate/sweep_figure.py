@@ -25,13 +25,14 @@ def frontier_figure(points: Sequence[FrontierPoint], dpi: int = 110) -> Figure:
         ax.axvline(sum(chances) / len(chances), color="0.6", linestyle="--", linewidth=1,
                    label="activation precision at chance (annotation's share of the crop)")
     ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1, label="margin AUROC at chance")
-    for p in points:
+    for k, p in enumerate(points):
         xerr = None if math.isnan(p.x.std) else p.x.std
         yerr = None if math.isnan(p.y.std) else p.y.std
         ax.errorbar(p.x.mean, p.y.mean, xerr=xerr, yerr=yerr, fmt="o", capsize=3, color="C0")
         label = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in p.setting.items())
-        ax.annotate(f"{label} (n={p.y.n})", (p.x.mean, p.y.mean), textcoords="offset points", xytext=(6, 6),
-                    fontsize=8)
+        # labels alternately above and below their point, so neighbouring settings stay readable
+        ax.annotate(f"{label} (n={p.y.n})", (p.x.mean, p.y.mean), textcoords="offset points",
+                    xytext=(6, 6 if k % 2 == 0 else -12), fontsize=8)
     ax.set_xlabel("activation precision (whole crop, own-class prototypes)")
     ax.set_ylabel("margin AUROC among test lesions (average)")
     ax.set_xlim(0, 1)

@@ -230,7 +230,14 @@ def frontier_points(runs: Iterable[Run], sweep: Sequence[str] = FRONTIER_SWEEP, 
         if "activation_precision.chance.average" in g.metrics else None,
         runs=g.runs,
     ) for g in groups]
-    return sorted(points, key=lambda p: json.dumps([p.setting[k] for k in labels]))
+    return sorted(points, key=lambda p: [_order(p.setting[k]) for k in labels])
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    """Sort key of a swept value: numbers by value (3 before 10), anything else by its JSON text after them."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, json.dumps(value))
 
 
 def frontier_rows(points: Sequence[FrontierPoint]) -> list[dict[str, Any]]:
