@@ -121,3 +121,20 @@ def test_same_model_gives_the_same_bytes(saved, tmp_path):
     again = tmp_path / "again.pt"
     save_checkpoint(again, net, model_config(params.model, params.prototypes), extra)
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_a_checkpoint_from_before_centring_loads_as_raw_maps(tmp_path):
+    # Written before prototypes.center_latent existed: its model compared prototypes with the raw maps and
+    # had biased smoothing convolutions, and must load as exactly that, not as today's default.
+    params = parse_params({"model": {"fpn_channels": 16}, "prototypes": {"top_k": [3, 1, 1, 1],
+                                                                           "center_latent": False}})
+    net = build_model(params.model, params.prototypes, seed=0)
+    config = model_config(params.model, params.prototypes)
+    del config["prototypes"]["center_latent"]
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, net, config)
+    loaded, _ = load_checkpoint(path)
+    assert loaded.prototype_layer.center is False and loaded.neck.smooth[0].bias is not None
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).logits, net(x).logits)

@@ -35,7 +35,11 @@ def parse_model_config(config: Mapping[str, Any], source: str = "config") -> tup
         raise CheckpointError(f"{source}: model config must be a mapping with keys 'model' and 'prototypes'")
     try:
         model = ModelParams.model_validate_json(json.dumps(config["model"]))
-        prototypes = PrototypeParams.model_validate_json(json.dumps(config["prototypes"]))
+        stored = config["prototypes"]
+        if isinstance(stored, Mapping) and "center_latent" not in stored:
+            # Written before prototypes.center_latent existed, i.e. by a model of raw latent maps (eq. 2).
+            stored = {**stored, "center_latent": False}
+        prototypes = PrototypeParams.model_validate_json(json.dumps(stored))
     except (ValidationError, TypeError) as exc:
         raise CheckpointError(f"{source}: invalid model config: {exc}") from None
     return model, prototypes
