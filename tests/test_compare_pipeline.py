@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_params
-from tests.test_pipeline import TINY, _run
+from tests.conftest import write_params
+from tests.test_pipeline import TINY, _run, commit_repo, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -32,18 +31,9 @@ def _ran(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("compare")
-    for name in ("fpnpipe", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy(ROOT / name, repo / name)
+    copy_project(repo)
     write_params(repo / "params.yaml", FAST)
-    _run(repo, "git", "init", "-q")
-    _run(repo, "git", "config", "user.email", "test@example.com")
-    _run(repo, "git", "config", "user.name", "test")
-    _run(repo, "dvc", "init", "-q")
-    _run(repo, "dvc", "config", "core.analytics", "false")
-    _run(repo, "git", "add", "-A")
-    _run(repo, "git", "commit", "-qm", "pipeline")
+    commit_repo(repo)
     return repo
 
 

@@ -65,14 +65,16 @@ def _stages(repo: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("pipeline")
+def copy_project(repo: Path) -> None:
+    """The code and pipeline files a DVC run needs, copied into `repo` (no lock files, no caches)."""
     for name in ("fpnpipe", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
-    write_params(repo / "params.yaml", TINY)
+
+
+def commit_repo(repo: Path) -> None:
+    """Make `repo` a git + DVC repository and commit everything in it."""
     _run(repo, "git", "init", "-q")
     _run(repo, "git", "config", "user.email", "test@example.com")
     _run(repo, "git", "config", "user.name", "test")
@@ -80,6 +82,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(repo, "dvc", "config", "core.analytics", "false")
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "pipeline")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline")
+    copy_project(repo)
+    write_params(repo / "params.yaml", TINY)
+    commit_repo(repo)
     return repo
 
 

@@ -5,14 +5,13 @@ data.raw_dir that does not fit data.source stops preprocess and negatives before
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from fpnpipe.config import DataParams, SynthParams, raw_dir_problem
-from tests.conftest import ROOT, write_params
-from tests.test_pipeline import TINY, _ran, _run
+from tests.conftest import write_params
+from tests.test_pipeline import TINY, _ran, _run, commit_repo, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -29,21 +28,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git + dvc repo of this pipeline whose data is a small manifest dataset in data/raw/mine (made by the
     phantom generator outside DVC, as a hospital export would arrive)."""
     repo = tmp_path_factory.mktemp("manifest_pipeline")
-    for name in ("fpnpipe", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy(ROOT / name, repo / name)
+    copy_project(repo)
     write_params(repo / "make_mine.yaml", {"synth": {**PHANTOMS, "out_dir": "data/raw/mine"}})
     _run(repo, "python", "-m", "stages", "synth", "--params", "make_mine.yaml")
     (repo / "make_mine.yaml").unlink()
     write_params(repo / "params.yaml", MINE)
-    _run(repo, "git", "init", "-q")
-    _run(repo, "git", "config", "user.email", "test@example.com")
-    _run(repo, "git", "config", "user.name", "test")
-    _run(repo, "dvc", "init", "-q")
-    _run(repo, "dvc", "config", "core.analytics", "false")
-    _run(repo, "git", "add", "-A")
-    _run(repo, "git", "commit", "-qm", "pipeline")
+    commit_repo(repo)
     return repo
 
 
